@@ -1,0 +1,76 @@
+"""``medimg info FILE...``: the grid and intensity range of image files."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from typing import Any
+
+__all__ = ["register"]
+
+
+def register(sub: Any) -> None:
+    """Add the ``info`` subcommand to ``sub``."""
+    p: argparse.ArgumentParser = sub.add_parser(
+        "info",
+        help="print shape, spacing, axis codes, affine, dtype and range of image files",
+        description="Print shape, spacing (mm), axis codes, affine (RAS), dtype and intensity "
+        "range of each file. Exit 2 if any file cannot be read.",
+    )
+    p.add_argument(
+        "files", nargs="+", metavar="FILE", help="NIfTI, Analyze, NRRD or MetaImage file"
+    )
+    p.add_argument("--json", action="store_true", help="print one JSON object per file")
+    p.add_argument(
+        "--header-only", action="store_true", help="read only headers (no intensity range)"
+    )
+    p.set_defaults(handler=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Handle ``medimg info``."""
+    from medimg.errors import MedimgError
+    from medimg.io import load_volume, read_header
+
+    failed = 0
+    for name in args.files:
+        try:
+            if args.header_only:
+                record = read_header(name).describe()
+            else:
+                volume = load_volume(name, ndim=None, nonfinite="keep", shear="keep")
+                record = volume.source.describe()
+                record["range"] = _range(volume.array)
+        except MedimgError as exc:
+            print(f"error: {str(exc).splitlines()[0]}", file=sys.stderr)
+            failed += 1
+            continue
+        print(json.dumps(record) if args.json else _format(record))
+    return 2 if failed else 0
+
+
+def _range(array: Any) -> list[float]:
+    import numpy as np
+
+    finite = array[np.isfinite(array)] if array.dtype.kind == "f" else array
+    if finite.size == 0:
+        return [float("nan"), float("nan")]
+    return [float(finite.min()), float(finite.max())]
+
+
+def _format(record: dict[str, Any]) -> str:
+    lines = [f"{record['file']}"]
+    lines.append(f"  format    {record['format']}")
+    channels = f" x {record['channels']} channels" if record["channels"] > 1 else ""
+    lines.append(f"  shape     {' x '.join(map(str, record['shape']))}{channels}")
+    lines.append(f"  spacing   {' x '.join(f'{s:g}' for s in record['spacing_mm'])} mm")
+    lines.append(f"  axcodes   {record['axcodes']}")
+    lines.append(f"  dtype     {record['dtype']}")
+    if "range" in record:
+        lines.append(f"  range     {record['range'][0]:g} .. {record['range'][1]:g}")
+    rows = record["affine"]
+    lines.append(
+        "  affine    " + "\n            ".join(" ".join(f"{v:10.4f}" for v in r) for r in rows)
+    )
+    return "\n".join(lines)

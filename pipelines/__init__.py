@@ -1,0 +1,1 @@
+"""End-to-end pipelines built on :mod:`medimg`, importable from notebooks."""
