@@ -16,7 +16,9 @@ from medimg.synthetic import ct_phantom, grid_affine
 def _write_case(tmp_path: Path) -> Path:
     # 12 x 10 x 8 voxels of 14 x 15 x 16 mm span the whole phantom body, air around it.
     shape = (12, 10, 8)
-    phantom = ct_phantom(shape, affine=grid_affine(shape, (14.0, 15.0, 16.0), axcodes="LPS"), seed=0)
+    phantom = ct_phantom(
+        shape, affine=grid_affine(shape, (14.0, 15.0, 16.0), axcodes="LPS"), seed=0
+    )
     return phantom.write(tmp_path, "case")[0]
 
 
@@ -39,9 +41,13 @@ def test_info_json(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert record["range"][0] < -900 and record["range"][1] > 100
 
 
-def test_info_errors_are_one_line_and_exit_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_info_errors_are_one_line_and_exit_2(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     good = _write_case(tmp_path)
-    code = main(["info", "--header-only", str(good), str(tmp_path / "missing.nii"), str(tmp_path / "x.png")])
+    code = main(
+        ["info", "--header-only", str(good), str(tmp_path / "missing.nii"), str(tmp_path / "x.png")]
+    )
     captured = capsys.readouterr()
     assert code == 2
     assert "axcodes   LPS" in captured.out

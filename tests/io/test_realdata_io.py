@@ -44,7 +44,10 @@ def test_flair_nifti_equals_nrrd(realdata: Path) -> None:
 
 
 def test_shear_is_refused_by_default(realdata: Path) -> None:
-    with pytest.raises(GeometryError, match=r"shear\.nii\.gz: the affine is sheared: voxel axes deviate 18\.500 degrees"):
+    with pytest.raises(
+        GeometryError,
+        match=r"shear\.nii\.gz: the affine is sheared: voxel axes deviate 18\.500 degrees",
+    ):
         load_volume(realdata / "orientation/niivue/shear.nii.gz")
 
 
@@ -57,7 +60,9 @@ def test_shear_keep_keeps_the_sform_exactly(realdata: Path) -> None:
 
 
 def test_rgb_nifti_is_refused(realdata: Path) -> None:
-    with pytest.raises(ImageReadError, match=r"ct_perfusion\.nii\.gz: voxel type is a structured dtype \(R,G,B\)"):
+    with pytest.raises(
+        ImageReadError, match=r"ct_perfusion\.nii\.gz: voxel type is a structured dtype \(R,G,B\)"
+    ):
         load_volume(realdata / "orientation/niivue/ct_perfusion.nii.gz")
 
 
@@ -73,7 +78,9 @@ def test_metaimage_and_analyze_headers(realdata: Path) -> None:
 
 def test_4d_file_where_3d_expected(realdata: Path) -> None:
     path = realdata / "orientation/nibabel/example4d.nii.gz"
-    with pytest.raises(GeometryError, match=r"expected a 3D image, got shape \(128, 96, 24, 2\) \(4D\)"):
+    with pytest.raises(
+        GeometryError, match=r"expected a 3D image, got shape \(128, 96, 24, 2\) \(4D\)"
+    ):
         load_volume(path)
     assert load_volume(path, ndim=None).array.shape == (2, 128, 96, 24)
 
@@ -100,7 +107,9 @@ def test_pyradiomics_published_figures(realdata: Path, case: str) -> None:
     mask = label.array[0] == 1
     voxels = image.array[0][mask].astype(np.float64)
     voxel_mm3 = float(np.prod(image.spacing_mm))
-    assert mask.sum() * voxel_mm3 == pytest.approx(shape["original_shape_VoxelVolume"][case], rel=1e-9)
+    assert mask.sum() * voxel_mm3 == pytest.approx(
+        shape["original_shape_VoxelVolume"][case], rel=1e-9
+    )
     assert voxels.mean() == pytest.approx(first["original_firstorder_Mean"][case], rel=1e-9)
     assert np.median(voxels) == first["original_firstorder_Median"][case]
     assert voxels.min() == first["original_firstorder_Minimum"][case]

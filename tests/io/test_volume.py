@@ -133,7 +133,10 @@ def test_folder_instead_of_file(tmp_path: Path) -> None:
 def test_unknown_extension_lists_supported(tmp_path: Path) -> None:
     path = tmp_path / "scan.png"
     path.write_bytes(b"x")
-    with pytest.raises(UnsupportedFormatError, match=r"scan\.png: unknown image extension '\.png'; supported: \.nii\.gz, \.nii,"):
+    with pytest.raises(
+        UnsupportedFormatError,
+        match=r"scan\.png: unknown image extension '\.png'; supported: \.nii\.gz, \.nii,",
+    ):
         load_volume(path)
 
 
@@ -149,7 +152,10 @@ def test_truncated_gzip(tmp_path: Path) -> None:
 def test_corrupt_gzip(tmp_path: Path) -> None:
     bad = tmp_path / "garbage.nii.gz"
     bad.write_bytes(gzip.compress(b"\x00" * 64)[:10] + b"not a deflate stream at all" * 20)
-    with pytest.raises(ImageReadError, match=r"garbage\.nii\.gz: (truncated or corrupt gzip stream|cannot be read as an image)"):
+    with pytest.raises(
+        ImageReadError,
+        match=r"garbage\.nii\.gz: (truncated or corrupt gzip stream|cannot be read as an image)",
+    ):
         load_volume(bad)
 
 
@@ -158,7 +164,9 @@ def test_truncated_uncompressed_nifti(tmp_path: Path) -> None:
     good = save_volume(image.array, tmp_path / "good.nii", like=image)
     bad = tmp_path / "bad.nii"
     bad.write_bytes(good.read_bytes()[:-100])
-    with pytest.raises(ImageReadError, match=r"bad\.nii: file is truncated: the header promises 4192 bytes"):
+    with pytest.raises(
+        ImageReadError, match=r"bad\.nii: file is truncated: the header promises 4192 bytes"
+    ):
         load_volume(bad)
 
 
@@ -166,7 +174,10 @@ def test_header_that_needs_too_much_memory(tmp_path: Path) -> None:
     # 12*10*8 float32 voxels = 3840 bytes; a 1000-byte limit must refuse before reading.
     image = _phantom("oblique_ras")
     path = save_volume(image.array, tmp_path / "x.nii.gz", like=image)
-    with pytest.raises(ImageTooLargeError, match=r"x\.nii\.gz: decoding shape \(12, 10, 8\) as float32 needs 0\.00 GiB, over the limit"):
+    with pytest.raises(
+        ImageTooLargeError,
+        match=r"x\.nii\.gz: decoding shape \(12, 10, 8\) as float32 needs 0\.00 GiB, over the limit",
+    ):
         load_volume(path, max_bytes=1000)
 
 
@@ -187,7 +198,10 @@ def _with_nonfinite(tmp_path: Path) -> Path:
 
 
 def test_nonfinite_refused_by_default(tmp_path: Path) -> None:
-    with pytest.raises(NonFiniteError, match=r"nan\.nii\.gz: 1 NaN and 1 infinite voxels \(first at voxel \(1, 2, 0\)\)"):
+    with pytest.raises(
+        NonFiniteError,
+        match=r"nan\.nii\.gz: 1 NaN and 1 infinite voxels \(first at voxel \(1, 2, 0\)\)",
+    ):
         load_volume(_with_nonfinite(tmp_path))
 
 
@@ -202,7 +216,10 @@ def test_nonfinite_zero_and_keep(tmp_path: Path) -> None:
 def test_vector_pixels_refused(tmp_path: Path) -> None:
     rgb = sitk.Image([5, 4, 3], sitk.sitkVectorUInt8, 3)
     sitk.WriteImage(rgb, str(tmp_path / "rgb.mha"))
-    with pytest.raises(ImageReadError, match=r"rgb\.mha: pixel type 'vector of 8-bit unsigned integer' with 3 components"):
+    with pytest.raises(
+        ImageReadError,
+        match=r"rgb\.mha: pixel type 'vector of 8-bit unsigned integer' with 3 components",
+    ):
         load_volume(tmp_path / "rgb.mha")
 
 
@@ -228,7 +245,9 @@ def test_save_refuses_to_overwrite(tmp_path: Path) -> None:
     image = _phantom("oblique_ras")
     path = save_volume(image.array, tmp_path / "x.nii.gz", like=image)
     before = path.read_bytes()
-    with pytest.raises(OutputExistsError, match=r"x\.nii\.gz: exists; pass overwrite=True \(--force\)"):
+    with pytest.raises(
+        OutputExistsError, match=r"x\.nii\.gz: exists; pass overwrite=True \(--force\)"
+    ):
         save_volume(image.array * 2, path, like=image)
     assert path.read_bytes() == before
     save_volume(image.array * 2, path, like=image, overwrite=True)
@@ -244,23 +263,37 @@ def test_save_leaves_no_temporary_files_on_failure(tmp_path: Path) -> None:
 
 def test_save_checks_the_grid_shape(tmp_path: Path) -> None:
     image = _phantom("oblique_ras")
-    with pytest.raises(GeometryError, match=r"array spatial shape \(12, 10, 7\) does not match the target grid \(12, 10, 8\)"):
+    with pytest.raises(
+        GeometryError,
+        match=r"array spatial shape \(12, 10, 7\) does not match the target grid \(12, 10, 8\)",
+    ):
         save_volume(np.zeros((1, 12, 10, 7)), tmp_path / "x.nii.gz", like=image)
 
 
 def test_save_rejects_bad_arrays_and_formats(tmp_path: Path) -> None:
-    with pytest.raises(GeometryError, match=r"array must be \(C, X, Y\[, Z\]\) or \(X, Y\[, Z\]\), got shape \(5,\)"):
+    with pytest.raises(
+        GeometryError,
+        match=r"array must be \(C, X, Y\[, Z\]\) or \(X, Y\[, Z\]\), got shape \(5,\)",
+    ):
         save_volume(np.zeros(5), tmp_path / "x.nii.gz", like=np.eye(4))
-    with pytest.raises(GeometryError, match=r"like must be a Volume, SourceGeometry or 4x4 affine, got shape \(3, 3\)"):
+    with pytest.raises(
+        GeometryError,
+        match=r"like must be a Volume, SourceGeometry or 4x4 affine, got shape \(3, 3\)",
+    ):
         save_volume(np.zeros((2, 2, 2)), tmp_path / "x.nii.gz", like=np.eye(3))
-    with pytest.raises(GeometryError, match=r"x\.hdr: medimg writes nifti, nrrd, metaimage, not analyze"):
+    with pytest.raises(
+        GeometryError, match=r"x\.hdr: medimg writes nifti, nrrd, metaimage, not analyze"
+    ):
         save_volume(np.zeros((2, 2, 2)), tmp_path / "x.hdr", like=np.eye(4))
 
 
 def test_save_converts_bool_and_int64(tmp_path: Path) -> None:
     mask = np.zeros((3, 3, 3), dtype=bool)
     mask[1, 1, 1] = True
-    assert load_volume(save_volume(mask, tmp_path / "m.nii.gz", like=np.eye(4))).array.dtype == np.uint8
+    assert (
+        load_volume(save_volume(mask, tmp_path / "m.nii.gz", like=np.eye(4))).array.dtype
+        == np.uint8
+    )
     labels = np.arange(27, dtype=np.int64).reshape(3, 3, 3)
     back = load_volume(save_volume(labels, tmp_path / "l.nii.gz", like=np.eye(4)))
     assert back.array.dtype == np.int32
@@ -276,5 +309,7 @@ def test_2d_image_round_trip(tmp_path: Path) -> None:
     assert back.array.shape == (1, 64, 80)
     np.testing.assert_array_equal(back.array, xray.image.array)
     assert back.axcodes == ("L", "S")
-    with pytest.raises(GeometryError, match=r"cxr_image\.nii\.gz: expected a 3D image, got shape \(64, 80\) \(2D\)"):
+    with pytest.raises(
+        GeometryError, match=r"cxr_image\.nii\.gz: expected a 3D image, got shape \(64, 80\) \(2D\)"
+    ):
         load_volume(path)
