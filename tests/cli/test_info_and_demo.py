@@ -38,7 +38,8 @@ def test_info_json(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     record = json.loads(capsys.readouterr().out)
     assert record["shape"] == [12, 10, 8]
     assert record["axcodes"] == "LPS"
-    assert record["range"][0] < -900 and record["range"][1] > 100
+    assert record["range"][0] < -900
+    assert record["range"][1] > 100
 
 
 def test_info_errors_are_one_line_and_exit_2(

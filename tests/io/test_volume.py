@@ -24,9 +24,9 @@ from medimg.synthetic import ct_phantom, grid_affine
 
 # Oblique, anisotropic grids: one stored RAS-ish, one LPS (DICOM-like), one permuted.
 GRIDS = {
-    "oblique_ras": dict(axcodes="RAS", rotation_deg=(12.0, -7.0, 25.0)),
-    "oblique_lps": dict(axcodes="LPS", rotation_deg=(-5.0, 9.0, 14.0)),
-    "permuted_sar": dict(axcodes="SAR", rotation_deg=(0.0, 0.0, 0.0)),
+    "oblique_ras": {"axcodes": "RAS", "rotation_deg": (12.0, -7.0, 25.0)},
+    "oblique_lps": {"axcodes": "LPS", "rotation_deg": (-5.0, 9.0, 14.0)},
+    "permuted_sar": {"axcodes": "SAR", "rotation_deg": (0.0, 0.0, 0.0)},
 }
 SHAPE = (12, 10, 8)
 SPACING = (1.0, 1.5, 2.5)
@@ -208,9 +208,12 @@ def test_nonfinite_refused_by_default(tmp_path: Path) -> None:
 def test_nonfinite_zero_and_keep(tmp_path: Path) -> None:
     path = _with_nonfinite(tmp_path)
     zeroed = load_volume(path, nonfinite="zero").array
-    assert zeroed[0, 1, 2, 0] == 0 and zeroed[0, 3, 0, 1] == 0 and zeroed.sum() == 22
+    assert zeroed[0, 1, 2, 0] == 0
+    assert zeroed[0, 3, 0, 1] == 0
+    assert zeroed.sum() == 22
     kept = load_volume(path, nonfinite="keep").array
-    assert np.isnan(kept[0, 1, 2, 0]) and np.isinf(kept[0, 3, 0, 1])
+    assert np.isnan(kept[0, 1, 2, 0])
+    assert np.isinf(kept[0, 3, 0, 1])
 
 
 def test_vector_pixels_refused(tmp_path: Path) -> None:

@@ -94,7 +94,8 @@ def test_mri_background_is_nonzero_and_bias_is_recorded() -> None:
 
 def test_xray_classes() -> None:
     normal, nodule = xray_phantom(label=0, seed=3), xray_phantom(label=1, seed=3)
-    assert normal.nodule is None and nodule.nodule is not None
+    assert normal.nodule is None
+    assert nodule.nodule is not None
     assert normal.image.array.dtype == np.uint16
     assert {xray_phantom(seed=s).label for s in range(12)} == {0, 1}
     with pytest.raises(ConfigError, match=r"label must be 0 or 1, got 2"):
