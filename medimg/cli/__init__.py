@@ -21,6 +21,8 @@ __all__ = ["build_parser", "main"]
 _COMMAND_MODULES: tuple[str, ...] = (
     "medimg.cli.info",
     "medimg.cli.demo",
+    "medimg.cli.validate",
+    "medimg.cli.synth",
 )
 """Modules that each register one subcommand (or a group), in ``--help`` order."""
 

@@ -1,0 +1,312 @@
+"""Load a manifest file: parse, validate every layer, report every problem at once."""
+
+from __future__ import annotations
+
+import difflib
+import hashlib
+import json
+import logging
+import os
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ValidationError
+
+from medimg.errors import ManifestError
+from medimg.manifests.schema import (
+    SPLITS,
+    Case,
+    Channel,
+    LabelDef,
+    Manifest,
+    MetadataValue,
+    consistency_problems,
+)
+from medimg.typing import PathLike
+
+__all__ = [
+    "ResolvedCase",
+    "Tolerances",
+    "case_problems_outside_root",
+    "load_manifest",
+    "manifest_sha256",
+    "read_manifest_json",
+    "resolve_cases",
+]
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, kw_only=True)
+class Tolerances:
+    """How strict the content checks are.
+
+    Attributes
+    ----------
+    grid_mm : float
+        Largest distance in mm between corresponding corner voxels of an image and its label
+        (or of two channels) before they count as different grids.
+    check_label_values : bool
+        Read label maps' voxels to check every value is declared (the one check needing voxels).
+    """
+
+    grid_mm: float = 1e-3
+    check_label_values: bool = True
+
+
+@dataclass(frozen=True, kw_only=True)
+class ResolvedCase:
+    """One case with absolute paths, ready for a pipeline.
+
+    Attributes
+    ----------
+    split : str
+        ``"training"``, ``"validation"`` or ``"test"``.
+    case_id : str
+    images : tuple of Path
+        One path per channel, or one multi-channel file.
+    label : Path or None
+        Label map (segmentation).
+    class_index : int or None
+        Index of the case's class in ``manifest.classes`` (classification).
+    metadata : dict
+    """
+
+    split: str
+    case_id: str
+    images: tuple[Path, ...]
+    label: Path | None = None
+    class_index: int | None = None
+    metadata: dict[str, MetadataValue] = field(default_factory=dict)
+
+
+def manifest_sha256(path: PathLike) -> str:
+    """SHA-256 hex digest of a manifest file's bytes (recorded in fingerprints and runs)."""
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+
+
+def read_manifest_json(path: PathLike) -> dict[str, Any]:
+    """Read a manifest file's JSON object, or raise :class:`ManifestError` saying why not.
+
+    Raises
+    ------
+    ManifestError
+        If the file is missing, not valid JSON, or not a JSON object.
+    """
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ManifestError(path, ["(file): no such file; check the path"]) from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ManifestError(path, [f"(file): cannot be read as UTF-8 text: {exc}"]) from None
+    try:
+        raw = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise ManifestError(
+            path,
+            [f"(file): not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}"],
+        ) from None
+    if not isinstance(raw, dict):
+        raise ManifestError(
+            path, [f"(file): must hold a JSON object {{...}}, got {type(raw).__name__}"]
+        )
+    return raw
+
+
+def load_manifest(
+    path: PathLike, *, check_files: bool = True, tolerances: Tolerances | None = None
+) -> Manifest:
+    """Parse and validate a dataset manifest; raise one error listing every problem.
+
+    Parameters
+    ----------
+    path : path-like
+        The manifest JSON file. Case paths are relative to its folder.
+    check_files : bool
+        Also check the files: they exist and are readable, grids of images and labels agree,
+        label values are declared, channel counts and 2D/3D fit the modalities. Headers are
+        read, not voxels, except label maps for the label-value check. Without it only the
+        schema and the paths' form are checked (no disk access beyond the manifest).
+    tolerances : Tolerances, optional
+        Strictness of the file checks.
+
+    Returns
+    -------
+    Manifest
+
+    Raises
+    ------
+    ManifestError
+        Listing every problem, each as ``field.path: what, found value; fix``.
+    """
+    path = Path(path)
+    raw = read_manifest_json(path)
+    manifest, problems = _parse(raw)
+    problems += case_problems_outside_root(raw, path.parent.resolve())
+    if manifest is not None and check_files and not problems:
+        from medimg.manifests.checks import content_problems
+
+        problems += content_problems(manifest, path.parent, tolerances or Tolerances())
+    elif check_files and problems:
+        logger.info("%s: file checks skipped until the problems above are fixed", path)
+    if problems or manifest is None:  # _parse returns no manifest only with problems
+        raise ManifestError(path, problems)
+    return manifest
+
+
+def resolve_cases(manifest: Manifest, manifest_path: PathLike) -> tuple[ResolvedCase, ...]:
+    """Every case of `manifest` with paths made absolute against its file's folder."""
+    root = Path(manifest_path).resolve().parent
+    classes = list(manifest.classes or ())
+    return tuple(
+        ResolvedCase(
+            split=split,
+            case_id=case.case_id,
+            images=tuple(_absolute(root, p) for p in case.images),
+            label=None if case.label is None else _absolute(root, case.label),
+            class_index=None if case.class_name is None else classes.index(case.class_name),
+            metadata=dict(case.metadata),
+        )
+        for split, _, case in manifest.cases()
+    )
+
+
+def _absolute(root: Path, relative: str) -> Path:
+    return Path(os.path.normpath(root / relative))
+
+
+# --------------------------------------------------------------------------------------------
+# schema layer
+
+
+def _parse(raw: Mapping[str, Any]) -> tuple[Manifest | None, list[str]]:
+    try:
+        return Manifest.model_validate(raw), []
+    except ValidationError as exc:
+        problems = _translate(exc)
+    return None, problems + consistency_problems(raw)
+
+
+_UNION_EXPECTED = {
+    "image": "a path string or a list of path strings (one per channel)",
+    "metadata": "a string, number, true/false or null",
+}
+
+
+def _translate(exc: ValidationError) -> list[str]:
+    """Pydantic errors as ``field.path: message, got value`` lines, union branches merged."""
+    lines: list[str] = []
+    seen: set[str] = set()
+    errors = exc.errors()
+    locs = [tuple(e["loc"]) for e in errors]
+    for err in errors:
+        loc = tuple(err["loc"])
+        if not loc:
+            continue  # the model-level consistency check; reported from the raw JSON instead
+        if err["type"] == "too_short" and any(o[: len(loc)] == loc and o != loc for o in locs):
+            continue  # pydantic's echo of an invalid item: "at least 1 item after validation"
+        base = tuple(p for p in loc if not _is_union_tag(p))
+        where = _field_path(base)
+        if where in seen:
+            continue
+        seen.add(where)
+        lines.append(f"{where}: {_message(err, base, merged=len(base) < len(loc))}")
+    return lines
+
+
+def _is_union_tag(part: object) -> bool:
+    return isinstance(part, str) and (
+        part in ("str", "int", "float", "bool", "none") or "[" in part
+    )
+
+
+def _field_path(loc: Sequence[object]) -> str:
+    out = ""
+    for part in loc:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out
+
+
+def _message(err: Mapping[str, Any], loc: tuple[object, ...], *, merged: bool) -> str:
+    kind, value = err["type"], err.get("input")
+    if merged:
+        key = next((p for p in reversed(loc) if p in _UNION_EXPECTED), None)
+        expected = _UNION_EXPECTED.get(str(key), "another type")
+        return f"must be {expected}, got {value!r}"
+    if kind == "extra_forbidden":
+        return _unknown_key(loc, value)
+    if kind == "missing":
+        return "required key is missing; add it"
+    if kind == "value_error":
+        return str(err["msg"]).removeprefix("Value error, ")
+    if kind == "literal_error" and loc == ("schema_version",):
+        return f"must be 1, got {value!r}; this medimg reads schema version 1"
+    if kind == "string_pattern_mismatch":
+        return (
+            f"{value!r} may hold only letters, digits, '_', '.' and '-'; rename it "
+            "(ids are used in file names)"
+        )
+    return f"{err['msg']}, got {value!r}"
+
+
+def _unknown_key(loc: tuple[object, ...], value: object) -> str:
+    key = str(loc[-1])
+    model = _model_at(loc[:-1])
+    allowed = sorted(
+        (f.alias or name) for name, f in model.model_fields.items() if name != "json_schema_ref"
+    )
+    close = difflib.get_close_matches(key, allowed, n=1, cutoff=0.6)
+    hint = f"did you mean {close[0]!r}?" if close else "remove it"
+    return f"unknown key {key!r} (value {value!r}); {hint} (allowed: {', '.join(allowed)})"
+
+
+def _model_at(loc: tuple[object, ...]) -> type[BaseModel]:
+    parents: dict[str, type[BaseModel]] = dict.fromkeys(SPLITS, Case)
+    parents.update(channels=Channel, labels=LabelDef)
+    names = [p for p in loc if isinstance(p, str)]
+    return parents.get(names[-1], Manifest) if names else Manifest
+
+
+# --------------------------------------------------------------------------------------------
+# path form (no disk access)
+
+
+def case_problems_outside_root(raw: Mapping[str, Any], root: Path) -> list[str]:
+    """Problems of case paths that escape `root` (unless the manifest allows it) or are empty.
+
+    The test is lexical (``..`` and absolute paths), so it needs no disk access.
+    """
+    if raw.get("allow_paths_outside_root") is True:
+        return []
+    problems = []
+    for split in SPLITS:
+        cases = raw.get(split)
+        if not isinstance(cases, list):
+            continue
+        for i, case in enumerate(cases):
+            if not isinstance(case, Mapping):
+                continue
+            for key, rel in _paths_of(case):
+                target = Path(os.path.normpath(root / rel))
+                if not target.is_relative_to(root):
+                    problems.append(
+                        f"{split}[{i}].{key}: {rel!r} is outside the manifest's folder "
+                        f"({target}); move the data under {root}, or set "
+                        '"allow_paths_outside_root": true'
+                    )
+    return problems
+
+
+def _paths_of(case: Mapping[str, Any]) -> list[tuple[str, str]]:
+    image, label = case.get("image"), case.get("label")
+    out: list[tuple[str, str]] = []
+    if isinstance(image, str):
+        out.append(("image", image))
+    elif isinstance(image, list):
+        out += [(f"image[{j}]", p) for j, p in enumerate(image) if isinstance(p, str)]
+    if isinstance(label, str):
+        out.append(("label", label))
+    return out
