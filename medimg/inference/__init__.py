@@ -1,0 +1,32 @@
+"""Sliding-window inference on large scans in bounded memory.
+
+* :func:`predict_volume` -- a network over a whole volume, Gaussian-weighted windows, mirror
+  TTA, labels or probabilities, returned in memory;
+* :func:`iter_slabs` -- the same, yielding the finished output slab by slab along Z;
+* :func:`predict_to_nifti` / :func:`write_slabs_nifti` -- the output streamed to an uncompressed
+  NIfTI file slab by slab, for volumes whose outputs do not fit in memory;
+* :func:`plan_inference` -- predicted peak memory, batch size and placement, before running;
+* :class:`InferenceConfig` -- the settings.
+"""
+
+from __future__ import annotations
+
+from medimg.inference.config import InferenceConfig
+from medimg.inference.gaussian import gaussian_importance_map, window_starts
+from medimg.inference.planner import InferencePlan, MemoryEstimate, plan_inference
+from medimg.inference.sliding import Slab, iter_slabs, predict_volume
+from medimg.inference.source import SlabSource, open_source
+
+__all__ = [
+    "InferenceConfig",
+    "InferencePlan",
+    "MemoryEstimate",
+    "Slab",
+    "SlabSource",
+    "gaussian_importance_map",
+    "iter_slabs",
+    "open_source",
+    "plan_inference",
+    "predict_volume",
+    "window_starts",
+]

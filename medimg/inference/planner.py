@@ -1,0 +1,290 @@
+"""Predicting the memory of a sliding-window run and choosing its settings: :func:`plan_inference`.
+
+The estimate adds what is alive at the worst moment of a run of :func:`iter_slabs`:
+
+* the stitching ring, ``(K + 1) * X * Y * roi_z`` float32 (class scores and weights);
+* two rows of input, ``C * X * Y * roi_z`` float32 each, plus the on-disk block being read;
+* the windows of the batches in flight (prefetch queue of two, plus the one running);
+* the network's activations for one batch, measured by running the network once on PyTorch's
+  ``meta`` device (no memory, no compute) and adding the sizes of every layer's output, an
+  upper bound for eager inference (oneDNN scratch space aside);
+* one finished slab being reduced, and the result array when it is kept in memory.
+
+Placement: the network runs on ``config.device``; on CUDA the stitching ring stays on the GPU
+when it fits the budget with the network, otherwise it moves to host memory.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+from dataclasses import dataclass, replace
+from typing import Any
+
+import torch
+
+from medimg.errors import ConfigError
+from medimg.inference._runtime import choose_device, resolve_precision
+from medimg.inference._stitch import window_grid
+from medimg.inference.config import InferenceConfig
+
+__all__ = ["InferencePlan", "MemoryEstimate", "plan_inference"]
+
+logger = logging.getLogger(__name__)
+
+_BATCH_CHOICES = (8, 4, 2, 1)
+_DEFAULT_BATCH = 4
+_F32 = 4
+
+
+@dataclass(frozen=True)
+class MemoryEstimate:
+    """Bytes by component at the peak of a run, on the host and on the device."""
+
+    model: int
+    activations: int
+    windows: int
+    input_rows: int
+    stitching: int
+    slab: int
+    result: int
+    on_device: frozenset[str] = frozenset()
+
+    def parts(self) -> dict[str, int]:
+        """Each component's bytes, by name."""
+        names = ("model", "activations", "windows", "input_rows", "stitching", "slab", "result")
+        return {name: int(getattr(self, name)) for name in names}
+
+    @property
+    def host_bytes(self) -> int:
+        """Peak bytes in host memory."""
+        return sum(v for k, v in self.parts().items() if k not in self.on_device)
+
+    @property
+    def device_bytes(self) -> int:
+        """Peak bytes in accelerator memory (0 on CPU)."""
+        return sum(v for k, v in self.parts().items() if k in self.on_device)
+
+
+@dataclass(frozen=True)
+class InferencePlan:
+    """What a sliding-window run will do and how much memory it is predicted to need.
+
+    Attributes
+    ----------
+    device, accumulate_on : torch.device
+        Where the network runs, and where the stitching ring lives.
+    compute_dtype : torch.dtype
+        Autocast dtype of the network (float32: no autocast).
+    batch_size : int
+        Windows per forward pass.
+    image_shape : tuple of int
+        ``(C, X, Y, Z)`` of the input.
+    n_classes : int
+        Output channels of the network.
+    n_windows, n_rows : int
+        Windows in all, and rows of windows (slabs) along Z.
+    slab_depth_vox : int
+        Largest number of Z voxels finished at once (the step between rows).
+    memory : MemoryEstimate
+        Predicted peak, by component.
+    budget_bytes : int or None
+        The budget the plan was made to fit.
+    """
+
+    device: torch.device
+    accumulate_on: torch.device
+    compute_dtype: torch.dtype
+    batch_size: int
+    image_shape: tuple[int, int, int, int]
+    n_classes: int
+    n_windows: int
+    n_rows: int
+    slab_depth_vox: int
+    memory: MemoryEstimate
+    budget_bytes: int | None
+
+    def describe(self) -> str:
+        """A few readable lines: placement, windows, and the memory prediction by part."""
+        gib = 1024**3
+        c, x, y, z = self.image_shape
+        parts = ", ".join(f"{k} {v / gib:.2f}" for k, v in self.memory.parts().items() if v)
+        budget = "none" if self.budget_bytes is None else f"{self.budget_bytes / gib:.2f} GiB"
+        lines = [
+            f"sliding window over {x}x{y}x{z} ({c} channel(s)) -> {self.n_classes} classes: "
+            f"{self.n_windows} windows in {self.n_rows} rows, batch {self.batch_size}, "
+            f"slabs of <= {self.slab_depth_vox} voxels along Z",
+            f"network on {self.device} ({str(self.compute_dtype).removeprefix('torch.')}), "
+            f"stitching on {self.accumulate_on}",
+            f"predicted peak: host {self.memory.host_bytes / gib:.2f} GiB, device "
+            f"{self.memory.device_bytes / gib:.2f} GiB (budget {budget}); GiB by part: {parts}",
+        ]
+        return "\n".join(lines)
+
+
+def _probe(model: torch.nn.Module, in_channels: int, roi: tuple[int, ...]) -> tuple[int, int]:
+    """Output channels and summed layer-output bytes of one window, run on the meta device."""
+    sizes: list[int] = []
+
+    def hook(_m: torch.nn.Module, _i: Any, out: Any) -> None:
+        if isinstance(out, torch.Tensor):
+            sizes.append(out.numel() * _F32)
+
+    params = {
+        name: torch.empty_like(t, device="meta")
+        for name, t in [*model.named_parameters(), *model.named_buffers()]
+    }
+    leaves = [m for m in model.modules() if not list(m.children())]
+    handles = [m.register_forward_hook(hook) for m in leaves]
+    try:
+        with torch.inference_mode():
+            x = torch.empty((1, in_channels, *roi), device="meta")
+            out = torch.func.functional_call(model, params, (x,))
+    finally:
+        for h in handles:
+            h.remove()
+    return int(out.shape[1]), sum(sizes) + x.numel() * _F32
+
+
+def _estimate(
+    config: InferenceConfig,
+    image_shape: tuple[int, int, int, int],
+    probe: tuple[int, int],
+    batch: int,
+    result_in_memory: bool,
+) -> MemoryEstimate:
+    c, x, y, z = image_shape
+    n_classes, per_window = probe
+    grid = window_grid((x, y, z), config.roi_size_vox, config.overlap)
+    (px, py, _), roi_vox = grid.padded, grid.roi[0] * grid.roi[1] * grid.roi[2]
+    step = max(_steps(grid.starts[2]) or [z])
+    result = (x * y * z if config.output == "labels" else n_classes * x * y * z * _F32) * int(
+        result_in_memory
+    )
+    reduce = 2 * n_classes * _F32 + (8 if config.output == "labels" else _F32 * n_classes)
+    return MemoryEstimate(
+        model=0,
+        activations=per_window * batch,
+        windows=(3 * c + 3 * n_classes) * roi_vox * _F32 * batch,
+        input_rows=3 * c * px * py * grid.roi[2] * _F32,
+        stitching=(n_classes + 1) * px * py * grid.roi[2] * _F32,
+        slab=reduce * x * y * step,
+        result=result,
+    )
+
+
+def _steps(starts: tuple[int, ...]) -> list[int]:
+    return [b - a for a, b in itertools.pairwise(starts)]
+
+
+def _place(
+    estimate: MemoryEstimate, device: torch.device, stitch_on_device: bool
+) -> MemoryEstimate:
+    if device.type == "cpu":
+        return estimate
+    names = {"model", "activations", "windows"} | (
+        {"stitching", "slab"} if stitch_on_device else set()
+    )
+    return MemoryEstimate(**estimate.parts(), on_device=frozenset(names))
+
+
+def _budget(config: InferenceConfig, device: torch.device) -> int | None:
+    if config.memory_budget_bytes is not None or device.type != "cuda":
+        return config.memory_budget_bytes
+    free, _total = torch.cuda.mem_get_info(device)
+    return int(free * 0.9)
+
+
+def plan_inference(
+    model: torch.nn.Module,
+    image_shape: tuple[int, ...],
+    config: InferenceConfig | None = None,
+    *,
+    result_in_memory: bool = True,
+) -> InferencePlan:
+    """Choose batch size and placement for a run and predict its peak memory, before running.
+
+    Parameters
+    ----------
+    model : torch.nn.Module
+        The network; it is run once on PyTorch's ``meta`` device to learn its output channels
+        and activation sizes (no memory is allocated and nothing is computed).
+    image_shape : tuple of 4 int
+        ``(C, X, Y, Z)`` of the input.
+    config : InferenceConfig, optional
+        The run's settings; ``batch_size=None`` lets the plan choose the largest batch (of
+        4, 2, 1 on CPU; 8, 4, 2, 1 on CUDA) that fits ``memory_budget_bytes``.
+    result_in_memory : bool
+        Whether the full result is kept in memory (:func:`predict_volume`) or written to disk
+        slab by slab (:func:`~medimg.inference.predict_to_nifti`).
+
+    Returns
+    -------
+    InferencePlan
+
+    Raises
+    ------
+    ConfigError
+        When no choice fits the memory budget, or the image shape is not ``(C, X, Y, Z)``.
+    """
+    from medimg.inference.source import _checked_shape
+
+    config = config or InferenceConfig()
+    shape = _checked_shape(image_shape)
+    device = choose_device(config.device)
+    probe = _probe(model, shape[0], config.roi_size_vox)
+    model_bytes = sum(p.numel() * p.element_size() for p in model.parameters())
+    budget = _budget(config, device)
+    if config.batch_size is not None:
+        batches: tuple[int, ...] = (config.batch_size,)
+    elif budget is None:
+        batches = (_DEFAULT_BATCH,)
+    else:
+        batches = _BATCH_CHOICES if device.type == "cuda" else _BATCH_CHOICES[1:]
+    smallest: MemoryEstimate | None = None
+    for batch, on_device in [(b, d) for b in batches for d in (True, False)]:
+        raw = _estimate(config, shape, probe, batch, result_in_memory)
+        est = _place(replace(raw, model=model_bytes), device, on_device)
+        used = est.device_bytes if device.type == "cuda" else est.host_bytes
+        smallest = est if smallest is None or used < _used(smallest, device) else smallest
+        if budget is None or used <= budget:
+            return _make_plan(config, shape, probe[0], batch, device, on_device, est, budget)
+    assert smallest is not None  # the loop ran at least once
+    assert budget is not None  # only a budget can reject a plan
+    by_part = ", ".join(f"{k} {v / 1024**3:.2f}" for k, v in smallest.parts().items())
+    raise ConfigError(
+        f"memory budget must cover the smallest plan's predicted peak of "
+        f"{_used(smallest, device) / 1024**3:.2f} GiB on {device}, got {budget / 1024**3:.2f} "
+        f"GiB (GiB by part: {by_part}); "
+        "raise memory_budget_bytes, use a smaller roi_size_vox, or write the output to disk"
+    )
+
+
+def _used(estimate: MemoryEstimate, device: torch.device) -> int:
+    return estimate.device_bytes if device.type == "cuda" else estimate.host_bytes
+
+
+def _make_plan(
+    config: InferenceConfig,
+    shape: tuple[int, int, int, int],
+    n_classes: int,
+    batch: int,
+    device: torch.device,
+    stitch_on_device: bool,
+    estimate: MemoryEstimate,
+    budget: int | None,
+) -> InferencePlan:
+    grid = window_grid(shape[1:], config.roi_size_vox, config.overlap)
+    return InferencePlan(
+        device=device,
+        accumulate_on=device if stitch_on_device else torch.device("cpu"),
+        compute_dtype=resolve_precision(config.precision, device),
+        batch_size=batch,
+        image_shape=shape,
+        n_classes=n_classes,
+        n_windows=grid.n_windows,
+        n_rows=len(grid.starts[2]),
+        slab_depth_vox=max(_steps(grid.starts[2]) or [grid.padded[2]]),
+        memory=estimate,
+        budget_bytes=budget,
+    )

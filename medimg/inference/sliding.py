@@ -1,0 +1,231 @@
+"""Sliding-window inference with Gaussian stitching in bounded memory.
+
+:func:`iter_slabs` runs a segmentation network over a volume window by window and yields the
+finished output one slab (a range of the last axis) at a time; :func:`predict_volume` collects
+the slabs into an array. The windows, their Gaussian weights and the padding of volumes smaller
+than the window are those of ``monai.inferers.sliding_window_inference`` with
+``mode="gaussian", sigma_scale=0.125`` (nnU-Net's defaults), so results agree with MONAI to
+float rounding, but the full ``(K, X, Y, Z)`` float32 score map is never held: only one row of
+windows deep (``K * X * Y * roi_z`` floats), whatever the depth of the volume.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+from numpy.typing import NDArray
+
+from medimg.errors import ConfigError
+from medimg.inference._runtime import autocast_for, prefetched
+from medimg.inference._stitch import Slab, Stitcher, WindowGrid, window_grid
+from medimg.inference.config import InferenceConfig
+from medimg.inference.gaussian import gaussian_importance_map
+from medimg.inference.planner import InferencePlan, plan_inference
+from medimg.inference.source import SlabSource, open_source
+
+__all__ = ["Slab", "iter_slabs", "predict_volume"]
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class _Batch:
+    windows: list[tuple[int, int, int]]
+    images: torch.Tensor
+
+
+def _read_row(source: SlabSource, grid: WindowGrid, z_start: int) -> torch.Tensor:
+    """Input voxels under one row of windows, zero-padded to ``(C, PX, PY, roi_z)``."""
+    (px, py, _), (ox, oy, oz), rz = grid.padded, grid.pad, grid.roi[2]
+    lo, hi = max(z_start - oz, 0), min(z_start + rz - oz, grid.shape[2])
+    block = source.read(lo, hi)
+    if (px, py, rz) == tuple(block.shape[1:]):
+        return block
+    row = torch.zeros((source.shape[0], px, py, rz), dtype=torch.float32)
+    nx, ny = grid.shape[0], grid.shape[1]
+    row[:, ox : ox + nx, oy : oy + ny, lo + oz - z_start : hi + oz - z_start] = block
+    return row
+
+
+def _batches(
+    source: SlabSource, grid: WindowGrid, batch_size: int, channels_last: bool
+) -> Iterator[_Batch]:
+    """Windows in row order, ``batch_size`` at a time; a batch may span two rows."""
+    rx, ry, _ = grid.roi
+    rows: dict[int, torch.Tensor] = {}
+    windows = grid.windows()
+    for i in range(0, len(windows), batch_size):
+        chunk = windows[i : i + batch_size]
+        for z in {w[2] for w in chunk} - rows.keys():
+            rows[z] = _read_row(source, grid, z)
+        images = torch.stack([rows[z][:, x : x + rx, y : y + ry] for x, y, z in chunk])
+        if channels_last:
+            images = images.contiguous(memory_format=torch.channels_last_3d)
+        for z in [z for z in rows if z < chunk[-1][2]]:
+            del rows[z]
+        yield _Batch(chunk, images)
+
+
+def _forward(
+    model: torch.nn.Module, images: torch.Tensor, mirror_axes: Sequence[int]
+) -> torch.Tensor:
+    """Network logits as float32, averaged over every mirrored copy of the batch."""
+    flips = [
+        [a + 2 for a in subset]
+        for k in range(len(mirror_axes) + 1)
+        for subset in itertools.combinations(mirror_axes, k)
+    ]
+    total: torch.Tensor | None = None
+    for dims in flips:
+        out = model(images.flip(dims) if dims else images).float()
+        out = out.flip(dims) if dims else out
+        total = out if total is None else total.add_(out)
+    assert total is not None  # flips always holds the identity
+    if total.shape[0] != images.shape[0] or total.shape[2:] != images.shape[2:]:
+        raise ConfigError(
+            f"model output must be (B, K, {', '.join(map(str, images.shape[2:]))}) for input "
+            f"{tuple(images.shape)}, got {tuple(total.shape)}; sliding-window inference needs a "
+            "segmentation network that keeps the window's spatial shape"
+        )
+    return total.div_(len(flips)) if len(flips) > 1 else total
+
+
+def iter_slabs(
+    model: torch.nn.Module,
+    image: Any,
+    config: InferenceConfig | None = None,
+    *,
+    plan: InferencePlan | None = None,
+) -> Iterator[Slab]:
+    """Run ``model`` over ``image`` window by window; yield finished slabs along Z in order.
+
+    Parameters
+    ----------
+    model : torch.nn.Module
+        Segmentation network mapping ``(B, C, *roi)`` to ``(B, K, *roi)`` logits. It is put in
+        eval mode for the run (its previous mode is restored), moved to the plan's device and,
+        with ``config.channels_last``, to ``torch.channels_last_3d`` memory format, in place.
+    image : Volume, ndarray, np.memmap, torch.Tensor, path-like or nibabel image
+        Channel-first ``(C, X, Y, Z)``; see :func:`~medimg.inference.source.open_source`. It is
+        read one row of windows at a time, so a memory map or an uncompressed ``.nii`` larger
+        than memory works.
+    config : InferenceConfig, optional
+        Window, overlap, output kind, precision, device, TTA (defaults: ``InferenceConfig()``).
+    plan : InferencePlan, optional
+        A plan from :func:`~medimg.inference.plan_inference`; made here when not given.
+
+    Yields
+    ------
+    Slab
+        Consecutive, non-overlapping Z ranges covering the volume, on the CPU.
+    """
+    config = config or InferenceConfig()
+    source = open_source(image)
+    plan = plan or plan_inference(model, source.shape, config)
+    grid = window_grid(source.shape[1:], config.roi_size_vox, config.overlap)
+    logger.info("%s", plan.describe())
+    was_training = model.training
+    model.eval().to(plan.device)
+    if config.channels_last:
+        model.to(memory_format=torch.channels_last_3d)  # type: ignore[call-overload]  # accepted at runtime, missing from torch's overloads
+    try:
+        yield from _run(model, source, grid, config, plan)
+    finally:
+        model.train(was_training)
+
+
+def _run(
+    model: torch.nn.Module,
+    source: SlabSource,
+    grid: WindowGrid,
+    config: InferenceConfig,
+    plan: InferencePlan,
+) -> Iterator[Slab]:
+    importance = gaussian_importance_map(grid.roi, config.sigma_scale)
+    batches = prefetched(
+        lambda: _batches(source, grid, plan.batch_size, config.channels_last),
+        enabled=config.prefetch,
+    )
+    stitcher: Stitcher | None = None
+    row = 0
+    bar = _progress(grid.n_windows, config.progress)
+    with torch.inference_mode(), autocast_for(plan.device, plan.compute_dtype):
+        for batch in batches:
+            logits = _forward(model, batch.images.to(plan.device), config.mirror_axes)
+            if stitcher is None:
+                stitcher = Stitcher(
+                    grid, int(logits.shape[1]), importance, config.output, plan.accumulate_on
+                )
+            for window, out in zip(batch.windows, logits.to(plan.accumulate_on), strict=True):
+                if window[2] != row:
+                    slab = stitcher.finish(row, window[2])
+                    row = window[2]
+                    if slab is not None:
+                        yield slab
+                stitcher.add(out, window)
+            if bar is not None:
+                bar.update(len(batch.windows))
+        assert stitcher is not None  # a grid has at least one window
+        last = stitcher.finish(row, grid.padded[2])
+    if bar is not None:
+        bar.close()
+    if last is not None:
+        yield last
+
+
+def _progress(total: int, enabled: bool) -> Any:
+    if not enabled:
+        return None
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, unit="window", desc="sliding window")
+
+
+def predict_volume(
+    model: torch.nn.Module,
+    image: Any,
+    config: InferenceConfig | None = None,
+    *,
+    plan: InferencePlan | None = None,
+) -> NDArray[Any]:
+    """Sliding-window prediction of a whole volume, in memory.
+
+    Parameters
+    ----------
+    model, image, config, plan
+        As for :func:`iter_slabs`.
+
+    Returns
+    -------
+    ndarray
+        ``config.output == "labels"``: ``(X, Y, Z)`` uint8 labels (argmax of the averaged
+        logits). Otherwise ``(K, X, Y, Z)`` float32 probabilities or logits.
+
+    Raises
+    ------
+    ConfigError
+        When the image is not ``(C, X, Y, Z)`` or the model does not keep the window's shape.
+
+    Examples
+    --------
+    >>> net = torch.nn.Conv3d(1, 2, kernel_size=1)
+    >>> cfg = InferenceConfig(roi_size_vox=(8, 8, 8), prefetch=False)
+    >>> predict_volume(net, np.zeros((1, 12, 10, 9), np.float32), cfg).shape
+    (12, 10, 9)
+    """
+    config = config or InferenceConfig()
+    source = open_source(image)
+    result: NDArray[Any] | None = None
+    for slab in iter_slabs(model, source, config, plan=plan):
+        data = slab.data.numpy()
+        if result is None:
+            result = np.empty((*data.shape[:-1], source.shape[3]), dtype=data.dtype)
+        result[..., slab.z_start : slab.z_start + slab.depth] = data
+    assert result is not None  # iter_slabs covers the whole volume
+    return result
