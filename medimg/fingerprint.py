@@ -8,12 +8,37 @@ spatial quantities are in RAS voxel order (``Volume.to_ras()``), spacings in mil
 from __future__ import annotations
 
 import json
+import logging
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+from numpy.typing import NDArray
 
 from medimg.modality import Modality
+from medimg.typing import PathLike
 
-__all__ = ["ANISOTROPY_THRESHOLD", "FINGERPRINT_VERSION", "ChannelStats", "Fingerprint"]
+if TYPE_CHECKING:
+    from medimg.io import Volume
+    from medimg.manifests import Manifest, ResolvedCase
+
+__all__ = [
+    "ANISOTROPY_THRESHOLD",
+    "DEFAULT_MAX_SAMPLES",
+    "FINGERPRINT_VERSION",
+    "ChannelStats",
+    "Fingerprint",
+    "compute_fingerprint",
+    "fingerprint_path",
+    "load_or_compute_fingerprint",
+]
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_MAX_SAMPLES = 10_000_000
+"""Foreground voxels sampled per channel over the whole dataset (split evenly over cases);
+nnU-Net v2 uses 10e7 in total, i.e. ``10e7 // n_cases`` per case."""
 
 FINGERPRINT_VERSION = 1
 """Version of the JSON layout written by :meth:`Fingerprint.to_json`."""
@@ -30,13 +55,16 @@ class ChannelStats:
     Attributes
     ----------
     mean, std : float
-        Mean and (population) standard deviation of the sampled voxels.
+        Mean and (population) standard deviation of all foreground voxels (exact).
     percentile_00_5, percentile_99_5 : float
-        0.5th and 99.5th percentiles (linear interpolation, as ``numpy.percentile``).
-    median, min, max : float
-        Median, minimum and maximum of the sampled voxels.
+        0.5th and 99.5th percentiles of the sampled voxels (``numpy.percentile``, linear);
+        exact when no case has more foreground voxels than ``samples_per_case``.
+    median : float
+        Median of the sampled voxels.
+    min, max : float
+        Minimum and maximum of all foreground voxels (exact).
     n_voxels : int
-        Number of voxels the statistics were computed from.
+        Number of foreground voxels (before subsampling).
     """
 
     mean: float
@@ -151,4 +179,285 @@ class Fingerprint:
             class_counts={str(k): int(v) for k, v in record["class_counts"].items()},
             samples_per_case=int(record["samples_per_case"]),
             seed=int(record["seed"]),
+        )
+
+
+def fingerprint_path(manifest_path: PathLike) -> Path:
+    """Where the fingerprint of a manifest is stored: ``<stem>.fingerprint.json`` beside it."""
+    path = Path(manifest_path)
+    return path.with_name(f"{path.stem}.fingerprint.json")
+
+
+def load_or_compute_fingerprint(
+    manifest_path: PathLike,
+    *,
+    max_samples: int = DEFAULT_MAX_SAMPLES,
+    seed: int = 0,
+    force: bool = False,
+) -> Fingerprint:
+    """The saved fingerprint of a manifest while the manifest is unchanged, else a new one.
+
+    The saved file (:func:`fingerprint_path`) is reused when its ``manifest_sha256`` matches
+    the manifest's bytes and it was computed with the same sampling settings; otherwise the
+    fingerprint is computed and written atomically.
+
+    Parameters
+    ----------
+    manifest_path : path-like
+        The manifest.
+    max_samples : int
+        See :func:`compute_fingerprint`.
+    seed : int
+        Seed of the voxel subsampling.
+    force : bool
+        Recompute even when a matching fingerprint is saved.
+
+    Returns
+    -------
+    Fingerprint
+    """
+    from medimg.io.writing import atomic_path
+    from medimg.manifests import manifest_sha256
+
+    out = fingerprint_path(manifest_path)
+    if out.is_file() and not force:
+        try:
+            saved = Fingerprint.from_json(out.read_text(encoding="utf-8"))
+        except (ValueError, KeyError, TypeError) as exc:
+            logger.info("%s: not reusable (%s); recomputing", out, exc)
+        else:
+            per_case = _per_case(max_samples, saved.n_cases)
+            if (
+                saved.manifest_sha256 == manifest_sha256(manifest_path)
+                and saved.seed == seed
+                and saved.samples_per_case == per_case
+            ):
+                logger.info("%s: reused (manifest unchanged)", out)
+                return saved
+    fingerprint = compute_fingerprint(manifest_path, max_samples=max_samples, seed=seed)
+    with atomic_path(out, overwrite=True) as tmp:
+        tmp.write_text(fingerprint.to_json() + "\n", encoding="utf-8")
+    return fingerprint
+
+
+def compute_fingerprint(
+    manifest_path: PathLike, *, max_samples: int = DEFAULT_MAX_SAMPLES, seed: int = 0
+) -> Fingerprint:
+    """Compute the fingerprint of a manifest's training and validation cases, one at a time.
+
+    Method: every case is loaded, reoriented to RAS (``Volume.to_ras()``) and released before
+    the next. Mean, std, min and max are exact over all foreground voxels (running float64
+    sums). Percentiles and the median come from a subsample: at most
+    ``max_samples // n_cases`` foreground voxels per case and channel, drawn without
+    replacement with ``numpy.random.default_rng((seed, case_index))`` (all of them when the case
+    has fewer), so memory is bounded by ``max_samples`` per channel whatever the dataset size.
+    Foreground is label > 0 when the manifest has label maps, else every voxel.
+
+    Parameters
+    ----------
+    manifest_path : path-like
+        The manifest (it should pass ``medimg validate``).
+    max_samples : int
+        Total voxels kept per channel for the percentiles.
+    seed : int
+        Seed of the subsampling.
+
+    Returns
+    -------
+    Fingerprint
+
+    Raises
+    ------
+    ValueError
+        If `max_samples` < 1 or the manifest has no training or validation case.
+    """
+    from medimg.manifests import load_manifest, manifest_sha256, resolve_cases
+
+    if max_samples < 1:
+        raise ValueError(f"max_samples must be >= 1, got {max_samples}")
+    manifest = load_manifest(manifest_path, check_files=False)
+    cases = [c for c in resolve_cases(manifest, manifest_path) if c.split != "test"]
+    per_case = _per_case(max_samples, len(cases))
+    acc = _Accumulator(len(manifest.channels))
+    for index, case in enumerate(cases):
+        rng = np.random.default_rng((seed, index))
+        acc.add(_load_case(manifest, case), per_case, rng)
+    return acc.finish(manifest, manifest_sha256(manifest_path), per_case, seed)
+
+
+def _per_case(max_samples: int, n_cases: int) -> int:
+    return max(1, max_samples // max(1, n_cases))
+
+
+@dataclass
+class _LoadedCase:
+    channels: list[NDArray[Any]]  # each (X, Y[, Z]) in RAS order
+    spacing_mm: tuple[float, ...]
+    label: NDArray[Any] | None
+    class_index: int | None
+
+
+def _load_case(manifest: Manifest, case: ResolvedCase) -> _LoadedCase:
+    from medimg.io import load_volume
+
+    modalities = manifest.modalities
+    if len(case.images) == 1 and len(modalities) > 1:
+        volumes = [_load_any(case.images[0], None)]
+    else:
+        volumes = [
+            _load_any(p, m.spatial_dims) for p, m in zip(case.images, modalities, strict=True)
+        ]
+    ras = [_ras_array(v) for v in volumes]
+    channels = [c for array, _ in ras for c in array]
+    label = None
+    if case.label is not None:
+        ndim = len(volumes[0].spatial_shape)
+        label = _ras_array(load_volume(case.label, ndim=ndim))[0][0]
+    return _LoadedCase(channels, ras[0][1], label, case.class_index)
+
+
+def _ras_array(volume: Volume) -> tuple[NDArray[Any], tuple[float, ...]]:
+    """Channel-first array and spacing in RAS axis order.
+
+    3D volumes use ``Volume.to_ras()``. A 2D image's in-plane axes are sorted by the world axis
+    each runs along and flipped to point R, A or S: a coronal X-ray stored ``LS`` becomes
+    ``RS`` (``Volume.to_ras()`` accepts only planes spanned by R and A).
+    """
+    if len(volume.spatial_shape) != 2:
+        ras = volume.to_ras()
+        return ras.array, tuple(ras.spacing_mm)
+    from nibabel.orientations import io_orientation
+
+    ornt = io_orientation(volume.affine)[:2]
+    array = volume.array
+    for axis, flip in enumerate(ornt[:, 1]):
+        if flip < 0:
+            array = np.flip(array, axis + 1)
+    order = [int(i) for i in np.argsort(ornt[:, 0])]
+    spacing = [float(s) for s in volume.spacing_mm]
+    return array.transpose(0, *(i + 1 for i in order)), tuple(spacing[i] for i in order)
+
+
+def _load_any(path: Path, ndim: int | None) -> Volume:
+    if path.is_dir():
+        import importlib
+
+        volume: Volume = importlib.import_module("medimg.io.dicom").load_dicom_series(path)
+        return volume
+    from medimg.io import load_volume
+
+    return load_volume(path, ndim=ndim)
+
+
+class _Accumulator:
+    """Running per-channel sums and bounded samples; label and class counts."""
+
+    def __init__(self, n_channels: int) -> None:
+        self.n = np.zeros(n_channels, np.int64)
+        self.mean = np.zeros(n_channels, np.float64)
+        self.m2 = np.zeros(n_channels, np.float64)  # sum of squared deviations (Chan et al.)
+        self.min = np.full(n_channels, np.inf)
+        self.max = np.full(n_channels, -np.inf)
+        self.samples: list[list[NDArray[np.float64]]] = [[] for _ in range(n_channels)]
+        self.spacings: list[tuple[float, ...]] = []
+        self.shapes: list[tuple[int, ...]] = []
+        self.label_counts: dict[int, int] = {}
+        self.label_voxels = 0
+        self.classes: dict[int, int] = {}
+        self.foreground = False
+
+    def add(self, case: _LoadedCase, per_case: int, rng: np.random.Generator) -> None:
+        self.spacings.append(case.spacing_mm)
+        self.shapes.append(tuple(int(n) for n in case.channels[0].shape))
+        mask = None
+        if case.label is not None:
+            mask = case.label > 0
+            self.foreground = True
+            values, counts = np.unique(case.label, return_counts=True)
+            for v, k in zip(values.tolist(), counts.tolist(), strict=True):
+                self.label_counts[int(v)] = self.label_counts.get(int(v), 0) + int(k)
+            self.label_voxels += int(case.label.size)
+        if case.class_index is not None:
+            self.classes[case.class_index] = self.classes.get(case.class_index, 0) + 1
+        for c, channel in enumerate(case.channels):
+            voxels = (channel[mask] if mask is not None else channel.ravel()).astype(np.float64)
+            if voxels.size == 0:
+                continue
+            self._merge_moments(c, voxels)
+            self.min[c] = min(self.min[c], voxels.min())
+            self.max[c] = max(self.max[c], voxels.max())
+            if voxels.size > per_case:
+                voxels = rng.choice(voxels, per_case, replace=False)
+            self.samples[c].append(voxels)
+
+    def _merge_moments(self, c: int, voxels: NDArray[np.float64]) -> None:
+        n_a, n_b = int(self.n[c]), int(voxels.size)
+        mean_b = float(voxels.mean())
+        m2_b = float(np.square(voxels - mean_b).sum())
+        delta, n = mean_b - self.mean[c], n_a + n_b
+        self.mean[c] += delta * n_b / n
+        self.m2[c] += m2_b + delta * delta * n_a * n_b / n
+        self.n[c] = n
+
+    def finish(self, manifest: Manifest, sha: str, per_case: int, seed: int) -> Fingerprint:
+        spacings = np.asarray(self.spacings, np.float64)
+        median_spacing = tuple(float(v) for v in np.median(spacings, axis=0))
+        ratio = max(median_spacing) / min(median_spacing)
+        anisotropic = ratio >= ANISOTROPY_THRESHOLD
+        declared = [d.value for d in manifest.labels or ()]
+        fractions = (
+            {
+                v: self.label_counts.get(v, 0) / self.label_voxels
+                for v in sorted({*declared, *self.label_counts})
+            }
+            if self.label_voxels
+            else {}
+        )
+        names = manifest.classes or ()
+        return Fingerprint(
+            manifest_sha256=sha,
+            modalities=manifest.modalities,
+            n_cases=len(self.spacings),
+            spacings_mm=tuple(self.spacings),
+            shapes_vox=tuple(self.shapes),
+            median_spacing_mm=median_spacing,
+            p10_spacing_mm=tuple(float(v) for v in np.percentile(spacings, 10, axis=0)),
+            median_shape_vox=tuple(int(np.rint(v)) for v in np.median(self.shapes, axis=0)),
+            anisotropy_ratio=float(ratio),
+            anisotropic=bool(anisotropic),
+            lowres_axis=int(np.argmax(median_spacing)) if anisotropic else None,
+            intensity=tuple(self._stats(c) for c in range(len(self.n))),
+            intensity_source="foreground" if self.foreground else "all",
+            label_fractions=fractions,
+            class_counts={name: self.classes.get(i, 0) for i, name in enumerate(names)},
+            samples_per_case=per_case,
+            seed=seed,
+        )
+
+    def _stats(self, c: int) -> ChannelStats:
+        n = int(self.n[c])
+        if n == 0:
+            nan = float("nan")
+            return ChannelStats(
+                mean=nan,
+                std=nan,
+                percentile_00_5=nan,
+                percentile_99_5=nan,
+                median=nan,
+                min=nan,
+                max=nan,
+                n_voxels=0,
+            )
+        mean, var = self.mean[c], self.m2[c] / n
+        sample = np.concatenate(self.samples[c])
+        p005, p50, p995 = np.percentile(sample, [0.5, 50.0, 99.5])
+        return ChannelStats(
+            mean=float(mean),
+            std=float(np.sqrt(var)),
+            percentile_00_5=float(p005),
+            percentile_99_5=float(p995),
+            median=float(p50),
+            min=float(self.min[c]),
+            max=float(self.max[c]),
+            n_voxels=n,
         )

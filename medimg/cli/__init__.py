@@ -23,6 +23,7 @@ _COMMAND_MODULES: tuple[str, ...] = (
     "medimg.cli.demo",
     "medimg.cli.validate",
     "medimg.cli.synth",
+    "medimg.cli.fingerprint",
 )
 """Modules that each register one subcommand (or a group), in ``--help`` order."""
 
