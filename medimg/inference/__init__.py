@@ -16,6 +16,7 @@ from medimg.inference.gaussian import gaussian_importance_map, window_starts
 from medimg.inference.planner import InferencePlan, MemoryEstimate, plan_inference
 from medimg.inference.sliding import Slab, iter_slabs, predict_volume
 from medimg.inference.source import SlabSource, open_source
+from medimg.inference.writer import predict_to_nifti, write_slabs_nifti
 
 __all__ = [
     "InferenceConfig",
@@ -27,6 +28,8 @@ __all__ = [
     "iter_slabs",
     "open_source",
     "plan_inference",
+    "predict_to_nifti",
     "predict_volume",
     "window_starts",
+    "write_slabs_nifti",
 ]
