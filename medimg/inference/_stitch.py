@@ -9,7 +9,8 @@ the class scores, whatever the volume's depth.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import itertools
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -18,7 +19,7 @@ import torch
 from medimg.inference.config import OutputKind
 from medimg.inference.gaussian import padding_for, window_starts
 
-__all__ = ["Slab", "Stitcher", "WindowGrid", "window_grid"]
+__all__ = ["Slab", "Stitcher", "WindowGrid", "slab_depth", "window_grid"]
 
 
 @dataclass(frozen=True)
@@ -49,6 +50,12 @@ def window_grid(shape: Sequence[int], roi: Sequence[int], overlap: float) -> Win
     pad = padding_for(shape3, roi3)
     starts = tuple(tuple(window_starts(n, r, overlap)) for n, r in zip(padded, roi3, strict=True))
     return WindowGrid(shape3, roi3, (pad[0], pad[1], pad[2]), padded, starts)  # type: ignore[arg-type]  # 3 axes by construction
+
+
+def slab_depth(grid: WindowGrid) -> int:
+    """Largest number of Z planes finished at once: the step between rows of windows."""
+    starts = grid.starts[2]
+    return max([b - a for a, b in itertools.pairwise(starts)] or [grid.roi[2]])
 
 
 @dataclass(frozen=True)
@@ -96,6 +103,7 @@ class Stitcher:
         px, py, _ = grid.padded
         depth = grid.roi[2]
         self.grid, self.output, self.depth = grid, output, depth
+        self.slab_depth = slab_depth(grid)
         self.importance = importance.to(device)
         # Physical layout (X, Y, Z, K) matches channels-last network output (K fastest).
         if device.type == "cpu":  # numpy-backed so tracemalloc can see it
@@ -117,21 +125,35 @@ class Stitcher:
             target.addcmul_(logits[..., off : off + hi - lo], w)
             self.weight[sx : sx + rx, sy : sy + ry, lo:hi].add_(w)
 
-    def finish(self, z_from: int, z_to: int) -> Slab | None:
-        """Reduce padded Z range ``[z_from, z_to)``, clear it, return its part inside the volume."""
+    def finish(self, z_from: int, z_to: int) -> Iterator[Slab]:
+        """Reduce padded Z range ``[z_from, z_to)``, clear it, yield its parts inside the volume.
+
+        The range is reduced ``self.slab_depth`` planes at a time, so the temporaries of the
+        reduction stay one slab deep even for the last row of windows.
+        """
+        for lo in range(z_from, z_to, self.slab_depth):
+            slab = self._finish_part(lo, min(lo + self.slab_depth, z_to))
+            if slab is not None:
+                yield slab
+
+    def _finish_part(self, z_from: int, z_to: int) -> Slab | None:
         (x0, y0, z_pad), (nx, ny, nz) = self.grid.pad, self.grid.shape
         lo_in, hi_in = max(z_from, z_pad), min(z_to, z_pad + nz)
-        parts = []
+        result = None
+        if hi_in > lo_in:
+            lo, hi, _ = _ring(lo_in, hi_in - lo_in, self.depth)[0]
+            if hi - lo < hi_in - lo_in:  # wraps around the ring: gather the two parts
+                index = torch.tensor([z % self.depth for z in range(lo_in, hi_in)])
+                scores = self.scores[:, x0 : x0 + nx, y0 : y0 + ny].index_select(3, index)
+                weight = self.weight[x0 : x0 + nx, y0 : y0 + ny].index_select(2, index)
+            else:
+                scores = self.scores[:, x0 : x0 + nx, y0 : y0 + ny, lo:hi]
+                weight = self.weight[x0 : x0 + nx, y0 : y0 + ny, lo:hi]
+            result = Slab(lo_in - z_pad, self._reduce(scores / weight).cpu())
         for lo, hi, _ in _ring(z_from, z_to - z_from, self.depth):
-            scores = self.scores[:, x0 : x0 + nx, y0 : y0 + ny, lo:hi]
-            weight = self.weight[x0 : x0 + nx, y0 : y0 + ny, lo:hi]
-            parts.append(scores / weight)
             self.scores[..., lo:hi].zero_()
             self.weight[..., lo:hi].zero_()
-        if hi_in <= lo_in:
-            return None
-        logits = torch.cat(parts, dim=-1)[..., lo_in - z_from : hi_in - z_from]
-        return Slab(lo_in - z_pad, self._reduce(logits).cpu())
+        return result
 
     def _reduce(self, logits: torch.Tensor) -> torch.Tensor:
         if self.output == "labels":

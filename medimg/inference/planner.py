@@ -16,7 +16,6 @@ when it fits the budget with the network, otherwise it moves to host memory.
 
 from __future__ import annotations
 
-import itertools
 import logging
 from dataclasses import dataclass, replace
 from typing import Any
@@ -25,7 +24,7 @@ import torch
 
 from medimg.errors import ConfigError
 from medimg.inference._runtime import choose_device, resolve_precision
-from medimg.inference._stitch import window_grid
+from medimg.inference._stitch import slab_depth, window_grid
 from medimg.inference.config import InferenceConfig
 
 __all__ = ["InferencePlan", "MemoryEstimate", "plan_inference"]
@@ -157,11 +156,12 @@ def _estimate(
     n_classes, per_window = probe
     grid = window_grid((x, y, z), config.roi_size_vox, config.overlap)
     (px, py, _), roi_vox = grid.padded, grid.roi[0] * grid.roi[1] * grid.roi[2]
-    step = max(_steps(grid.starts[2]) or [z])
+    step = slab_depth(grid)
     result = (x * y * z if config.output == "labels" else n_classes * x * y * z * _F32) * int(
         result_in_memory
     )
-    reduce = 2 * n_classes * _F32 + (8 if config.output == "labels" else _F32 * n_classes)
+    # gathered scores, their quotient by the weights, then argmax (int64 + uint8) or softmax
+    reduce = 2 * n_classes * _F32 + (9 if config.output == "labels" else 2 * _F32 * n_classes)
     return MemoryEstimate(
         model=0,
         activations=per_window * batch,
@@ -171,10 +171,6 @@ def _estimate(
         slab=reduce * x * y * step,
         result=result,
     )
-
-
-def _steps(starts: tuple[int, ...]) -> list[int]:
-    return [b - a for a, b in itertools.pairwise(starts)]
 
 
 def _place(
@@ -284,7 +280,7 @@ def _make_plan(
         n_classes=n_classes,
         n_windows=grid.n_windows,
         n_rows=len(grid.starts[2]),
-        slab_depth_vox=max(_steps(grid.starts[2]) or [grid.padded[2]]),
+        slab_depth_vox=slab_depth(grid),
         memory=estimate,
         budget_bytes=budget,
     )

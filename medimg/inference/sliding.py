@@ -164,19 +164,15 @@ def _run(
                 )
             for window, out in zip(batch.windows, logits.to(plan.accumulate_on), strict=True):
                 if window[2] != row:
-                    slab = stitcher.finish(row, window[2])
+                    yield from stitcher.finish(row, window[2])
                     row = window[2]
-                    if slab is not None:
-                        yield slab
                 stitcher.add(out, window)
             if bar is not None:
                 bar.update(len(batch.windows))
         assert stitcher is not None  # a grid has at least one window
-        last = stitcher.finish(row, grid.padded[2])
+        yield from stitcher.finish(row, grid.padded[2])
     if bar is not None:
         bar.close()
-    if last is not None:
-        yield last
 
 
 def _progress(total: int, enabled: bool) -> Any:
