@@ -24,6 +24,7 @@ _COMMAND_MODULES: tuple[str, ...] = (
     "medimg.cli.validate",
     "medimg.cli.synth",
     "medimg.cli.fingerprint",
+    "medimg.cli.manifest",
 )
 """Modules that each register one subcommand (or a group), in ``--help`` order."""
 

@@ -15,6 +15,7 @@ from typing import Any
 from pydantic import BaseModel, ValidationError
 
 from medimg.errors import ManifestError
+from medimg.manifests.importers import convert_dataset_json, detect_format
 from medimg.manifests.schema import (
     SPLITS,
     Case,
@@ -124,7 +125,9 @@ def load_manifest(
     Parameters
     ----------
     path : path-like
-        The manifest JSON file. Case paths are relative to its folder.
+        The manifest JSON file. Case paths are relative to its folder. An MSD or nnU-Net v2
+        ``dataset.json`` is accepted too (converted by
+        :func:`medimg.manifests.importers.convert_dataset_json`).
     check_files : bool
         Also check the files: they exist and are readable, grids of images and labels agree,
         label values are declared, channel counts and 2D/3D fit the modalities. Headers are
@@ -144,6 +147,8 @@ def load_manifest(
     """
     path = Path(path)
     raw = read_manifest_json(path)
+    if detect_format(raw) is not None:  # an MSD or nnU-Net v2 dataset.json: convert in memory
+        raw = convert_dataset_json(raw, path)
     manifest, problems = _parse(raw)
     problems += case_problems_outside_root(raw, path.parent.resolve())
     if manifest is not None and check_files and not problems:
