@@ -156,7 +156,7 @@ def load_manifest(
 
         problems += content_problems(manifest, path.parent, tolerances or Tolerances())
     elif check_files and problems:
-        logger.info("%s: file checks skipped until the problems above are fixed", path)
+        logger.info("%s: file checks skipped until its schema problems are fixed", path)
     if problems or manifest is None:  # _parse returns no manifest only with problems
         raise ManifestError(path, problems)
     return manifest
@@ -240,7 +240,7 @@ def _message(err: Mapping[str, Any], loc: tuple[object, ...], *, merged: bool) -
     if merged:
         key = next((p for p in reversed(loc) if p in _UNION_EXPECTED), None)
         expected = _UNION_EXPECTED.get(str(key), "another type")
-        return f"must be {expected}, got {value!r}"
+        return f"must be {expected}, got {_short(value)}"
     if kind == "extra_forbidden":
         return _unknown_key(loc, value)
     if kind == "missing":
@@ -254,7 +254,7 @@ def _message(err: Mapping[str, Any], loc: tuple[object, ...], *, merged: bool) -
             f"{value!r} may hold only letters, digits, '_', '.' and '-'; rename it "
             "(ids are used in file names)"
         )
-    return f"{err['msg']}, got {value!r}"
+    return f"{err['msg']}, got {_short(value)}"
 
 
 def _unknown_key(loc: tuple[object, ...], value: object) -> str:
@@ -265,7 +265,13 @@ def _unknown_key(loc: tuple[object, ...], value: object) -> str:
     )
     close = difflib.get_close_matches(key, allowed, n=1, cutoff=0.6)
     hint = f"did you mean {close[0]!r}?" if close else "remove it"
-    return f"unknown key {key!r} (value {value!r}); {hint} (allowed: {', '.join(allowed)})"
+    return f"unknown key {key!r} (value {_short(value)}); {hint} (allowed: {', '.join(allowed)})"
+
+
+def _short(value: object, limit: int = 60) -> str:
+    """``repr(value)``, cut to `limit` characters so one problem stays one readable line."""
+    text = repr(value)
+    return text if len(text) <= limit else f"{text[: limit - 3]}..."
 
 
 def _model_at(loc: tuple[object, ...]) -> type[BaseModel]:
