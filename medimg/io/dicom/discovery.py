@@ -195,24 +195,28 @@ def _candidate_files(root: Path, left_out: list[str]) -> list[Path]:
 
 
 def _dicomdir_files(dicomdir: Path, left_out: list[str]) -> list[Path] | None:
+    """Files the DICOMDIR's records reference (ReferencedFileID, relative to its folder)."""
     import pydicom
     from pydicom.errors import InvalidDicomError
-    from pydicom.fileset import FileSet
 
     try:
-        fileset = FileSet(pydicom.dcmread(dicomdir))
+        records = pydicom.dcmread(dicomdir).DirectoryRecordSequence
     except (InvalidDicomError, OSError, ValueError, KeyError, AttributeError) as exc:
         left_out.append(f"{dicomdir}: unreadable DICOMDIR ({exc}); scanned the folder instead")
         return None
-    files: list[Path] = []
-    for instance in fileset:
-        path = Path(instance.path)
+    files: set[Path] = set()
+    for record in records:
+        file_id = record.get("ReferencedFileID")
+        if not file_id:
+            continue
+        parts = [file_id] if isinstance(file_id, str) else [str(p) for p in file_id]
+        path = dicomdir.parent.joinpath(*parts)
         if path.is_file():
-            files.append(path)
+            files.add(path)
         else:
             left_out.append(f"{path}: listed in DICOMDIR but missing")
     logger.debug("%s lists %d files", dicomdir, len(files))
-    return sorted(set(files))
+    return sorted(files)
 
 
 _READ_ERRORS: tuple[type[BaseException], ...] = (

@@ -1,10 +1,12 @@
 """Resample a tilted or unevenly spaced slice stack onto an orthogonal, even grid.
 
-Only used when asked (``gantry_tilt="resample"`` or ``uneven_spacing="resample"``). Each target
-voxel is placed between the two source slices that bracket it along the slice normal; within a
-slice the in-plane shift of the slice origin (the tilt) is interpolated between the two, and the
-value is trilinear in (column, row, fractional slice). Points outside the stack get the stack's
-minimum (air for CT).
+Only used when asked (``gantry_tilt="resample"`` or ``uneven_spacing="resample"``). The target
+grid keeps the slice planes: its axes are the row and column directions and the slice normal,
+its slice step the median distance between slice planes. A gantry tilt only shifts each slice
+within its own plane, so it is undone by an in-plane (bilinear) shift, as dcm2niix and
+dicom2nifti do, and the grid grows to hold the shifted slices. A target slice in a gap
+(a missing slice) is interpolated linearly between the two slices that bracket it. Points
+outside the stack get the stack's minimum (air for CT).
 """
 
 from __future__ import annotations
@@ -19,22 +21,6 @@ from medimg.io.dicom.checks import StackGeometry
 __all__ = ["resample_stack", "resampled_grid"]
 
 logger = logging.getLogger(__name__)
-
-
-def _target_axes(
-    cosines: NDArray[np.float64], span: NDArray[np.float64], tilted: bool
-) -> NDArray[np.float64]:
-    row, col = cosines[:3], cosines[3:]
-    normal = np.cross(row, col)
-    if not tilted:
-        return np.stack([row, col, normal], axis=1)
-    e3 = span / np.linalg.norm(span)
-    e1 = row - (row @ e3) * e3
-    e1 /= np.linalg.norm(e1)
-    e2 = np.cross(e3, e1)
-    if e2 @ col < 0:
-        e2 = -e2
-    return np.stack([e1, e2, e3], axis=1)
 
 
 def resample_stack(
@@ -85,8 +71,11 @@ def resample_stack(
         f = np.interp(t, t_k, np.arange(len(frames), dtype=np.float64))
         ci = (world @ cosines[:3] - np.interp(t, t_k, a_k)) / col_mm
         ri = (world @ cosines[3:] - np.interp(t, t_k, b_k)) / row_mm
-        values = map_coordinates(source, [ci, ri, f], order=1, mode="constant", cval=fill)
+        # voxels beyond the stack (by more than a rounding error) get the fill value
         outside = (t < t_k[0] - 1e-3) | (t > t_k[-1] + 1e-3)
+        outside |= (ci < -1e-3) | (ci > stack.shape[0] - 1 + 1e-3)
+        outside |= (ri < -1e-3) | (ri > stack.shape[1] - 1 + 1e-3)
+        values = map_coordinates(source, [ci, ri, f], order=1, mode="nearest")
         values[outside] = fill
         out[:, :, kz] = values
     logger.warning(
@@ -108,7 +97,9 @@ def resampled_grid(geometry: StackGeometry) -> tuple[tuple[int, int, int], NDArr
     positions = np.array([f.position_lps for f in frames], dtype=np.float64)
     origin = positions[0]
     rel = positions - origin
-    axes = _target_axes(cosines, rel[-1], geometry.tilt_deg > 0)
+    # the slice planes are kept: each target slice lies in the plane of a source slice (or
+    # between two, for a gap), shifted in plane by the tilt; the new axes are row, column, normal
+    axes = np.stack([cosines[:3], cosines[3:], np.cross(cosines[:3], cosines[3:])], axis=1)
     along = rel @ axes[:, 2]
     step = float(np.median(np.diff(along)))
     n_z = round((along[-1] - along[0]) / step) + 1
