@@ -25,6 +25,7 @@ _COMMAND_MODULES: tuple[str, ...] = (
     "medimg.cli.synth",
     "medimg.cli.fingerprint",
     "medimg.cli.manifest",
+    "medimg.cli.importers",
 )
 """Modules that each register one subcommand (or a group), in ``--help`` order."""
 

@@ -68,8 +68,9 @@ def save_volume(
     ----------
     array : (C, X, Y[, Z]) or (X, Y[, Z]) array-like
         Values to write; numpy arrays and torch tensors are accepted. Without ``like``'s shape
-        known (a bare affine), a 3-axis array is read as (X, Y, Z). ``bool`` is written as
-        ``uint8`` and ``int64`` as ``int32`` when the values fit (many viewers reject int64).
+        known (a bare affine), a 3-axis array is read as (X, Y, Z) and a 2-axis one as (X, Y).
+        ``bool`` is written as ``uint8`` and ``int64`` as ``int32`` when the values fit (many
+        viewers reject int64).
     path : path-like
         Output file; the format follows the suffix (``.nii.gz``, ``.nii``, ``.nrrd``, ``.mha``).
     like : Volume, SourceGeometry or (4, 4) ndarray
@@ -114,9 +115,9 @@ def _prepare(array: ArrayLike, expected: tuple[int, ...] | None) -> NDArray[Any]
         array = array.detach().cpu().numpy()
     data = np.asarray(array)
     # Without a channel axis the array has exactly the grid's shape (or, with a bare affine,
-    # is taken as (X, Y, Z)).
+    # is taken as (X, Y, Z) or (X, Y)).
     if (expected is not None and data.shape == tuple(expected)) or (
-        expected is None and data.ndim == 3
+        expected is None and data.ndim in (2, 3)
     ):
         data = data[np.newaxis]
     if data.ndim not in (3, 4):
