@@ -26,6 +26,7 @@ _COMMAND_MODULES: tuple[str, ...] = (
     "medimg.cli.fingerprint",
     "medimg.cli.manifest",
     "medimg.cli.importers",
+    "medimg.cli.dicom",
 )
 """Modules that each register one subcommand (or a group), in ``--help`` order."""
 
