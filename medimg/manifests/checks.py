@@ -17,8 +17,8 @@ from typing import Any
 
 import numpy as np
 
-from medimg.errors import MedimgError
-from medimg.io.geometry import SourceGeometry, grid_difference_mm
+from medimg.errors import GeometryError, MedimgError
+from medimg.io.geometry import SourceGeometry, grid_difference_mm, reorient_affine
 from medimg.manifests.load import Tolerances
 from medimg.manifests.schema import Case, Manifest
 from medimg.modality import Modality
@@ -183,13 +183,13 @@ def _ndim_problem(where: str, geom: SourceGeometry, modality: Modality) -> list[
 def _grid_problems(
     where: str, geom: SourceGeometry, ref_where: str, ref: SourceGeometry, tolerance_mm: float
 ) -> list[str]:
-    shape, ref_shape = _squeezed(geom), _squeezed(ref)
-    if shape != ref_shape:
+    a, b = _ras_grid(geom), _ras_grid(ref)
+    if a.shape != b.shape:
         return [
-            f"{where}: grid shape {shape} differs from {ref_where} shape {ref_shape}; "
-            "resample it onto the image grid"
+            f"{where}: grid shape {_squeezed(geom)} differs from {ref_where} shape "
+            f"{_squeezed(ref)}; resample it onto the image grid"
         ]
-    diff = grid_difference_mm(_with_shape(geom, shape), _with_shape(ref, shape))
+    diff = grid_difference_mm(a, b)
     if diff > tolerance_mm:
         return [
             f"{where}: grid differs from {ref_where} by {diff:.4g} mm (tolerance "
@@ -202,8 +202,21 @@ def _squeezed(geom: SourceGeometry) -> tuple[int, ...]:
     return tuple(geom.shape[: spatial_ndim(geom)])
 
 
-def _with_shape(geom: SourceGeometry, shape: tuple[int, ...]) -> SourceGeometry:
-    return SourceGeometry(geom.path, geom.format, shape, geom.affine, geom.dtype, geom.n_channels)
+def _ras_grid(geom: SourceGeometry) -> SourceGeometry:
+    """The grid with its axes permuted and flipped to RAS order (the order medimg works in).
+
+    Two files storing the same world grid in different voxel orders (a DICOM series read LPS,
+    its segmentation saved LAS) then compare equal, as they are once loaded and reoriented.
+    """
+    shape = _squeezed(geom)
+    try:
+        affine, ornt = reorient_affine(geom.affine, shape)
+    except GeometryError:  # a 2D plane reorient_affine does not order (e.g. coronal): as stored
+        return SourceGeometry(geom.path, geom.format, shape, geom.affine, geom.dtype)
+    ras_shape = [0] * len(shape)
+    for axis, (target, _) in enumerate(ornt):
+        ras_shape[int(target)] = shape[axis]
+    return SourceGeometry(geom.path, geom.format, tuple(ras_shape), affine, geom.dtype)
 
 
 def _label_value_problems(manifest: Manifest, where: str, path: Path) -> list[str]:

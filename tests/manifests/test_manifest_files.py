@@ -172,3 +172,17 @@ def test_dicom_folder_needs_the_dicom_reader(
     header = read_header(root / "images" / "a.nii.gz")
     fake.read_dicom_header = lambda folder: header  # type: ignore[attr-defined]
     assert load_manifest(path).training[0].image == "series_a"
+
+
+def test_label_stored_in_another_voxel_order_on_the_same_world_grid_passes(
+    seg_dir: tuple[Path, dict[str, Any]], write_manifest: Writer
+) -> None:
+    # flip the first stored axis: same voxel centres in the world, reversed storage order
+    # (a DICOM series read LPS with its segmentation saved LAS is this case)
+    root, record = seg_dir
+    n = SHAPE[0]
+    flipped = AFFINE @ np.array([[-1.0, 0, 0, n - 1], [0, 1, 0, 0], [0, 0, 1, 0], [0, 0, 0, 1]])
+    label = np.zeros(SHAPE, np.uint8)
+    label[n - 5 : n - 2, 3:6, 1:4] = 1
+    save_volume(label[None], root / "labels" / "a.nii.gz", like=flipped, overwrite=True)
+    assert load_manifest(write_manifest(root, record)).name == "tiny"
