@@ -46,6 +46,19 @@ def _native_dtype(ds: Any) -> np.dtype[Any] | None:
     return np.dtype(f"<{kind}{bits // 8}")
 
 
+def _read_deferred(ds: Any, dtype: np.dtype[Any], count: int) -> NDArray[Any] | None:
+    """Pixel data not yet read (deferred): read it from the file, without keeping a copy."""
+    from pydicom.dataelem import RawDataElement
+
+    element = ds.get_item(0x7FE00010)
+    filename = getattr(ds, "filename", None)
+    if not isinstance(element, RawDataElement) or element.value is not None or not filename:
+        return None
+    if element.length < count * dtype.itemsize:
+        return None  # let the caller report the truncation
+    return np.fromfile(filename, dtype=dtype, count=count, offset=element.value_tell)
+
+
 def decode_frames(ds: Any, label: str) -> NDArray[Any]:
     """All frames of one file as stored values, shape ``(frames, rows, columns)``.
 
@@ -59,8 +72,11 @@ def decode_frames(ds: Any, label: str) -> NDArray[Any]:
     n = int(ds.get("NumberOfFrames", 1) or 1)
     dtype = _native_dtype(ds)
     if dtype is not None:
-        buffer = ds.PixelData
         count = n * rows * cols
+        direct = _read_deferred(ds, dtype, count)
+        if direct is not None:
+            return direct.reshape(n, rows, cols)
+        buffer = ds.PixelData
         if len(buffer) < count * dtype.itemsize:
             raise DicomSeriesError(
                 f"{label}: pixel data must hold {count * dtype.itemsize} bytes for {n} x "
@@ -116,9 +132,15 @@ def _invert_monochrome1(stack: NDArray[Any], ds: Any) -> NDArray[Any]:
 
 
 def rescale(
-    stack: NDArray[Any], slopes: NDArray[np.float64], intercepts: NDArray[np.float64]
+    stack: NDArray[Any],
+    slopes: NDArray[np.float64],
+    intercepts: NDArray[np.float64],
+    *,
+    inplace: bool = False,
 ) -> NDArray[Any]:
     """Apply per-slice RescaleSlope/Intercept to a ``(slices, ...)`` stack of stored values.
+
+    With ``inplace``, an integral rescale that keeps the stored dtype reuses ``stack``.
 
     Examples
     --------
@@ -134,7 +156,7 @@ def rescale(
         low = int(stack.min()) + int(intercepts.min())
         high = int(stack.max()) + int(intercepts.max())
         dtype = np.int16 if -(2**15) <= low and high < 2**15 else np.int32
-        out: NDArray[Any] = stack.astype(dtype)
+        out: NDArray[Any] = stack if inplace and stack.dtype == dtype else stack.astype(dtype)
         np.add(out, intercepts.astype(dtype).reshape(shape), out=out)
         return out
     values = stack.astype(np.float32)
@@ -184,6 +206,7 @@ def assemble_volume(series: DicomSeries, options: DicomReadOptions | None = None
         stored,
         np.array([f.rescale_slope for f in frames]),
         np.array([f.rescale_intercept for f in frames]),
+        inplace=True,
     )
     array = values.transpose(2, 1, 0)  # (slices, rows, columns) -> (X=columns, Y=rows, Z)
     affine_lps = geometry.affine_lps
