@@ -1,0 +1,234 @@
+"""The geometric steps of medimg's chains, as MONAI dictionary transforms that keep a record.
+
+Each step updates the sample's :class:`~medimg.transforms.record.PreprocessRecord` (key
+:data:`~medimg.transforms.record.RECORD_KEY`), which is why they are classes (lesson 3 of
+STYLE.md: a class only for state or inversion). Until resampling the arrays stay numpy *views*
+of the loaded data in the stored dtype: reorientation and cropping copy nothing, and the
+resampler reads flipped axes by reversing its gather indices instead of copying them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Hashable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from monai.data.meta_tensor import MetaTensor
+from monai.transforms import MapTransform
+from numpy.typing import NDArray
+
+from medimg.errors import GeometryError
+from medimg.io import Volume, load_volume, reorient
+from medimg.transforms.functional import foreground_box
+from medimg.transforms.record import RECORD_KEY, PreprocessRecord
+from medimg.transforms.resample import Interp, resample_onehot, resample_separable, spacing_coords
+
+__all__ = [
+    "AttachAffined",
+    "CropToForegroundd",
+    "LoadVolumed",
+    "ResampleToSpacingd",
+    "ToRASd",
+    "resample_plan",
+]
+
+
+def _record(data: Mapping[Hashable, Any]) -> PreprocessRecord:
+    record = data.get(RECORD_KEY)
+    if not isinstance(record, PreprocessRecord):
+        raise GeometryError(
+            f"sample must hold a PreprocessRecord under {RECORD_KEY!r} (made by LoadVolumed), "
+            f"got {type(record).__name__}; start the chain with LoadVolumed"
+        )
+    return record
+
+
+class LoadVolumed(MapTransform):
+    """Load image files (or take :class:`~medimg.io.Volume` objects) and start the record.
+
+    Arrays keep their stored dtype and memory layout (no float cast, no C-order copy). The
+    record follows the first key; every other key must be on the same grid.
+    """
+
+    def __init__(
+        self, keys: Sequence[str], *, ndim: int = 3, allow_missing_keys: bool = True
+    ) -> None:
+        super().__init__(keys, allow_missing_keys)
+        self.ndim = ndim
+
+    def __call__(self, data: Mapping[Hashable, Any]) -> dict[Hashable, Any]:
+        d = dict(data)
+        for key in self.key_iterator(d):
+            vol = d[key]
+            if not isinstance(vol, Volume):
+                vol = load_volume(Path(vol), ndim=self.ndim)
+            record = PreprocessRecord.from_source(vol.source.shape, vol.source.affine)
+            if vol.spatial_shape != vol.source.shape or not np.allclose(vol.affine, vol.source.affine):
+                raise GeometryError(
+                    f"{key}: LoadVolumed needs a volume on its stored grid, got one already "
+                    "reoriented or resampled; pass the path or the Volume from load_volume"
+                )
+            if RECORD_KEY not in d:
+                d[RECORD_KEY] = record
+            else:
+                _check_same_grid(d[RECORD_KEY], record, str(key))
+            d[key] = vol.array
+        return d
+
+
+def _check_same_grid(first: PreprocessRecord, other: PreprocessRecord, key: str) -> None:
+    diff = np.abs(first.source_affine - other.source_affine).max()
+    if first.source_shape != other.source_shape or diff > 1e-3:
+        raise GeometryError(
+            f"{key} must be on the image's grid, got shape {other.source_shape} vs "
+            f"{first.source_shape} (largest affine difference {diff:.4g} mm); resample the "
+            "label onto the image first"
+        )
+
+
+class ToRASd(MapTransform):
+    """Permute and flip axes into RAS order (views, no copy, no interpolation)."""
+
+    def __call__(self, data: Mapping[Hashable, Any]) -> dict[Hashable, Any]:
+        d = dict(data)
+        record = _record(d)
+        for key in self.key_iterator(d):
+            d[key] = reorient(np.asarray(d[key]), record.source_affine)[0]
+        d[RECORD_KEY] = record.reoriented()
+        return d
+
+
+class CropToForegroundd(MapTransform):
+    """Crop every key to the box of the image's voxels above a value; record the box."""
+
+    def __init__(
+        self, keys: Sequence[str], *, source_key: str, above: float, margin_vox: int = 0
+    ) -> None:
+        super().__init__(keys, allow_missing_keys=True)
+        self.source_key, self.above, self.margin_vox = source_key, above, margin_vox
+
+    def __call__(self, data: Mapping[Hashable, Any]) -> dict[Hashable, Any]:
+        d = dict(data)
+        box = foreground_box(d[self.source_key], above=self.above, margin_vox=self.margin_vox)
+        where = (slice(None), *(slice(a, b) for a, b in box))
+        for key in self.key_iterator(d):
+            d[key] = d[key][where]
+        d[RECORD_KEY] = _record(d).cropped(box)
+        return d
+
+
+def resample_plan(
+    spacing_mm: Sequence[float],
+    target_mm: Sequence[float],
+    *,
+    interp: Interp,
+    lowres_interp: Interp,
+    anisotropy_threshold: float,
+) -> list[Interp]:
+    """Interpolation per axis: ``lowres_interp`` along the coarse axis of anisotropic cases.
+
+    nnU-Net's rule: a case is anisotropic when the max/min ratio of its spacing, or of the
+    target spacing, exceeds the threshold; the axis with the coarsest spacing is then
+    interpolated separately (nnU-Net: order 0), the others with ``interp``.
+
+    Examples
+    --------
+    >>> resample_plan((0.7, 0.7, 2.5), (1.5, 1.5, 1.5), interp="cubic",
+    ...               lowres_interp="nearest", anisotropy_threshold=3.0)
+    ['cubic', 'cubic', 'nearest']
+    """
+    kinds: list[Interp] = [interp] * len(spacing_mm)
+    for spacing in (spacing_mm, target_mm):
+        if max(spacing) / min(spacing) > anisotropy_threshold:
+            kinds[int(np.argmax(spacing))] = lowres_interp
+            return kinds
+    return kinds
+
+
+def _unflip(array: NDArray[Any]) -> tuple[torch.Tensor, list[int]]:
+    """A torch view of ``array`` with positive strides, and the axes that had to be reversed."""
+    flipped = [a for a, s in enumerate(array.strides) if s < 0]
+    if flipped:
+        array = np.flip(array, axis=flipped)
+    return torch.from_numpy(array), flipped
+
+
+class ResampleToSpacingd(MapTransform):
+    """Resample image and label onto the target spacing (separable, float32) and record it.
+
+    Parameters
+    ----------
+    image_keys, label_keys : sequence of str
+        Keys resampled with ``image_interp`` (float32 output) and ``label_interp``.
+    target_spacing_mm : (x, y, z) float
+        RAS-order target voxel size.
+    image_interp, lowres_interp : str
+        In-plane and coarse-axis interpolation (see :func:`resample_plan`).
+    label_interp : {"nearest", "linear_onehot"}
+    anisotropy_threshold : float
+    """
+
+    def __init__(
+        self,
+        image_keys: Sequence[str],
+        label_keys: Sequence[str],
+        *,
+        target_spacing_mm: Sequence[float],
+        image_interp: Interp,
+        lowres_interp: Interp,
+        label_interp: str,
+        anisotropy_threshold: float,
+    ) -> None:
+        super().__init__([*image_keys, *label_keys], allow_missing_keys=True)
+        self.image_keys, self.label_keys = list(image_keys), list(label_keys)
+        self.target = tuple(float(s) for s in target_spacing_mm)
+        self.image_interp, self.lowres_interp = image_interp, lowres_interp
+        self.label_interp, self.threshold = label_interp, anisotropy_threshold
+
+    def __call__(self, data: Mapping[Hashable, Any]) -> dict[Hashable, Any]:
+        d = dict(data)
+        record = _record(d)
+        spacing = record.grid_spacing_mm
+        coords = [
+            spacing_coords(n, s, t)
+            for n, s, t in zip(record.grid_shape, spacing, self.target, strict=True)
+        ]
+        kinds = resample_plan(
+            spacing, self.target, interp=self.image_interp, lowres_interp=self.lowres_interp,
+            anisotropy_threshold=self.threshold,
+        )
+        for key in self.key_iterator(d):
+            d[key] = self._resample(d[key], coords, kinds, is_label=key in self.label_keys)
+        scale = np.diag([*(t / s for s, t in zip(spacing, self.target, strict=True)), 1.0])
+        new_shape = tuple(len(c) for c in coords)
+        d[RECORD_KEY] = record.resampled(new_shape, record.grid_affine @ scale)
+        return d
+
+    def _resample(
+        self, array: Any, coords: list[NDArray[np.float64]], kinds: list[Interp], *, is_label: bool
+    ) -> torch.Tensor:
+        x, flipped = _unflip(np.asarray(array))
+        coords = [(x.shape[a + 1] - 1) - c if a + 1 in flipped else c for a, c in enumerate(coords)]
+        if is_label and self.label_interp == "linear_onehot":
+            return resample_onehot(x, coords, "linear")
+        out = resample_separable(x, coords, "nearest" if is_label else kinds)
+        if out is x or out.data_ptr() == x.data_ptr():
+            out = out.clone()
+        return out if is_label else out.to(torch.float32)
+
+
+class AttachAffined(MapTransform):
+    """Wrap arrays as MONAI ``MetaTensor`` s with the record's current affine (no copy)."""
+
+    def __call__(self, data: Mapping[Hashable, Any]) -> dict[Hashable, Any]:
+        d = dict(data)
+        record = _record(d)
+        affine = torch.as_tensor(record.grid_affine)
+        for key in self.key_iterator(d):
+            value = d[key]
+            if isinstance(value, np.ndarray):
+                value = torch.from_numpy(np.ascontiguousarray(value))
+            d[key] = MetaTensor(value.as_subclass(torch.Tensor), affine=affine.clone())
+        return d
