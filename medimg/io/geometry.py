@@ -189,18 +189,20 @@ def max_shear_deg(affine: NDArray[np.float64]) -> float:
 
 
 def _orientation_to_ras(affine: NDArray[np.float64], ndim: int) -> NDArray[np.float64]:
-    """Nibabel orientation array mapping the stored voxel axes onto R, A, S (first ``ndim``)."""
+    """Orientation array (nibabel form) mapping the stored voxel axes onto R, A, S order.
+
+    For a 2D image (the affine's third column is the plane normal) the two in-plane axes are
+    ordered by the world axis each is closest to and flipped to point to +R, +A or +S, so a
+    coronal radiograph stored ``LS`` becomes ``RS``.
+    """
     from nibabel.orientations import io_orientation
 
-    ornt = io_orientation(np.asarray(affine, dtype=np.float64))
+    ornt = np.asarray(io_orientation(np.asarray(affine, dtype=np.float64)), dtype=np.float64)
     if ndim == 2:
-        ornt = ornt[:2]
-        if set(ornt[:, 0].astype(int)) != {0, 1}:
-            raise GeometryError(
-                "a 2D image must lie in a plane whose in-plane axes map to two of R/A/S in order; "
-                f"got axis mapping {ornt[:, 0].astype(int).tolist()}"
-            )
-    return np.asarray(ornt, dtype=np.float64)
+        in_plane = ornt[:2].copy()
+        in_plane[:, 0] = np.argsort(np.argsort(in_plane[:, 0]))  # world axis -> rank 0 or 1
+        return in_plane
+    return ornt
 
 
 def reorient_affine(
@@ -252,7 +254,7 @@ def reorient(
     --------
     >>> arr = np.arange(6).reshape(1, 3, 2, 1)
     >>> out, aff = reorient(arr, np.diag([-1.0, 1.0, 1.0, 1.0]))
-    >>> out[0, :, 0, 0].tolist(), aff[0, 0]
+    >>> out[0, :, 0, 0].tolist(), float(aff[0, 0])
     ([4, 2, 0], 1.0)
     """
     from nibabel.orientations import apply_orientation

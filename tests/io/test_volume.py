@@ -316,3 +316,16 @@ def test_2d_image_round_trip(tmp_path: Path) -> None:
         GeometryError, match=r"cxr_image\.nii\.gz: expected a 3D image, got shape \(64, 80\) \(2D\)"
     ):
         load_volume(path)
+
+
+def test_2d_coronal_image_reorients_in_plane() -> None:
+    # A radiograph stored L (x) then S (y): to RAS order flips the first axis only.
+    from medimg.synthetic import xray_phantom
+
+    xray = xray_phantom(label=0, seed=1).image
+    assert xray.axcodes == ("L", "S")
+    ras = xray.to_ras()
+    assert ras.axcodes == ("R", "S")
+    np.testing.assert_array_equal(ras.array, xray.array[:, ::-1, :])
+    # Same world position for the first stored voxel, now at the end of the x axis.
+    np.testing.assert_allclose(ras.affine @ [63, 0, 0, 1], xray.affine @ [0, 0, 0, 1])
