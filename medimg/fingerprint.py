@@ -317,25 +317,9 @@ def _load_case(manifest: Manifest, case: ResolvedCase) -> _LoadedCase:
 
 
 def _ras_array(volume: Volume) -> tuple[NDArray[Any], tuple[float, ...]]:
-    """Channel-first array and spacing in RAS axis order.
-
-    3D volumes use ``Volume.to_ras()``. A 2D image's in-plane axes are sorted by the world axis
-    each runs along and flipped to point R, A or S: a coronal X-ray stored ``LS`` becomes
-    ``RS`` (``Volume.to_ras()`` accepts only planes spanned by R and A).
-    """
-    if len(volume.spatial_shape) != 2:
-        ras = volume.to_ras()
-        return ras.array, tuple(ras.spacing_mm)
-    from nibabel.orientations import io_orientation
-
-    ornt = io_orientation(volume.affine)[:2]
-    array = volume.array
-    for axis, flip in enumerate(ornt[:, 1]):
-        if flip < 0:
-            array = np.flip(array, axis + 1)
-    order = [int(i) for i in np.argsort(ornt[:, 0])]
-    spacing = [float(s) for s in volume.spacing_mm]
-    return array.transpose(0, *(i + 1 for i in order)), tuple(spacing[i] for i in order)
+    """Channel-first array and spacing in RAS axis order (2D planes too)."""
+    ras = volume.to_ras()
+    return ras.array, tuple(ras.spacing_mm)
 
 
 def _load_any(path: Path, ndim: int | None) -> Volume:

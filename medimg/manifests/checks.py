@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from medimg.errors import GeometryError, MedimgError
+from medimg.errors import MedimgError
 from medimg.io.geometry import SourceGeometry, grid_difference_mm, reorient_affine
 from medimg.manifests.load import Tolerances
 from medimg.manifests.schema import Case, Manifest
@@ -209,10 +209,7 @@ def _ras_grid(geom: SourceGeometry) -> SourceGeometry:
     its segmentation saved LAS) then compare equal, as they are once loaded and reoriented.
     """
     shape = _squeezed(geom)
-    try:
-        affine, ornt = reorient_affine(geom.affine, shape)
-    except GeometryError:  # a 2D plane reorient_affine does not order (e.g. coronal): as stored
-        return SourceGeometry(geom.path, geom.format, shape, geom.affine, geom.dtype)
+    affine, ornt = reorient_affine(geom.affine, shape)
     ras_shape = [0] * len(shape)
     for axis, (target, _) in enumerate(ornt):
         ras_shape[int(target)] = shape[axis]
