@@ -67,7 +67,7 @@ def test_figures_are_png(tmp_path: Path) -> None:
 
 def test_import_loads_neither_matplotlib_nor_torch() -> None:
     code = (
-        "import sys, medimg.evaluation, medimg.networks; "
+        "import sys, medimg.evaluation, medimg.networks, medimg.training; "
         "print(sorted(m for m in ('matplotlib', 'torch', 'monai', 'scipy') if m in sys.modules))"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)

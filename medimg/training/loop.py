@@ -1,0 +1,337 @@
+"""The training loop :func:`fit`: epochs, validation, checkpoints, resume, early stopping, logs.
+
+One loop for every task: the caller brings the model, the loss, the batches and a validation
+function, so segmentation and classification share it.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from medimg.errors import ConfigError, OutputExistsError
+from medimg.training.checkpoint import load_checkpoint, save_checkpoint, sha256_file
+from medimg.training.config import TrainConfig
+from medimg.training.device import autocast, select_device
+from medimg.training.seeding import restore_rng_state, rng_state
+
+if TYPE_CHECKING:
+    import torch
+
+    Batch = tuple[torch.Tensor, torch.Tensor]
+    LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+    ValidateFn = Callable[[torch.nn.Module, torch.device], float]
+
+__all__ = ["BEST", "LAST", "FitResult", "fit"]
+
+logger = logging.getLogger(__name__)
+
+LAST = "last.pt"
+"""Checkpoint written after every epoch: everything needed to resume."""
+BEST = "best.pt"
+"""Checkpoint of the model weights with the best validation metric so far."""
+
+
+@dataclass(frozen=True)
+class FitResult:
+    """What :func:`fit` did.
+
+    Attributes
+    ----------
+    epochs_run : int
+        Epochs completed in total (including those before a resume).
+    best_metric, best_epoch : float or None, int or None
+        Best validation metric and its (1-based) epoch; None without validation.
+    stopped_early : bool
+        Whether early stopping ended the run.
+    history : mapping of str to tuple of float
+        ``train_loss``, ``learning_rate`` and ``val_metric`` (NaN where not validated), per epoch.
+    checkpoints : mapping of str to str
+        File name (``last.pt``, ``best.pt``) to SHA-256 hex digest.
+    """
+
+    epochs_run: int
+    best_metric: float | None
+    best_epoch: int | None
+    stopped_early: bool
+    history: dict[str, tuple[float, ...]]
+    checkpoints: dict[str, str]
+
+
+@dataclass
+class _State:
+    epoch: int = 0
+    best_metric: float | None = None
+    best_epoch: int | None = None
+    stale: int = 0
+    stopped: bool = False
+    history: dict[str, list[float]] = field(
+        default_factory=lambda: {"train_loss": [], "learning_rate": [], "val_metric": []}
+    )
+
+
+def _optimizer(model: torch.nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
+    import torch
+
+    params = [p for p in model.parameters() if p.requires_grad]
+    if cfg.optimizer == "sgd":
+        return torch.optim.SGD(
+            params,
+            lr=cfg.learning_rate,
+            momentum=cfg.momentum,
+            nesterov=cfg.momentum > 0,
+            weight_decay=cfg.weight_decay,
+        )
+    return torch.optim.AdamW(params, lr=cfg.learning_rate, weight_decay=cfg.weight_decay)
+
+
+def _scheduler(optimizer: torch.optim.Optimizer, cfg: TrainConfig) -> Any:
+    from torch.optim.lr_scheduler import CosineAnnealingLR, LambdaLR
+
+    if cfg.lr_schedule == "cosine":
+        return CosineAnnealingLR(optimizer, T_max=cfg.max_epochs)
+    if cfg.lr_schedule == "poly":
+        n, power = cfg.max_epochs, cfg.poly_exponent
+        return LambdaLR(optimizer, lambda epoch: (1 - min(epoch, n) / n) ** power)
+    return LambdaLR(optimizer, lambda epoch: 1.0)
+
+
+class _Trainer:
+    def __init__(
+        self, model: torch.nn.Module, loss_fn: LossFn, cfg: TrainConfig, out_dir: Path
+    ) -> None:
+        import torch
+
+        self.cfg, self.out_dir, self.loss_fn = cfg, out_dir, loss_fn
+        self.device = select_device(cfg.device)
+        autocast(self.device, cfg.precision)  # validates precision against the device early
+        self.model = model.to(self.device)
+        self.optimizer = _optimizer(model, cfg)
+        self.scheduler = _scheduler(self.optimizer, cfg)
+        fp16 = cfg.precision == "fp16"
+        self.scaler = torch.amp.GradScaler("cuda") if fp16 else None
+        self.state = _State()
+
+    def step(self, inputs: torch.Tensor, target: torch.Tensor) -> float:
+        import torch
+
+        inputs, target = inputs.to(self.device), target.to(self.device)
+        self.optimizer.zero_grad(set_to_none=True)
+        with autocast(self.device, self.cfg.precision):
+            loss = self.loss_fn(self.model(inputs), target)
+        if self.scaler is not None:
+            torch.autograd.backward(self.scaler.scale(loss))
+            self.scaler.unscale_(self.optimizer)
+        else:
+            torch.autograd.backward(loss)
+        if self.cfg.grad_clip_norm is not None:
+            torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.grad_clip_norm)
+        if self.scaler is not None:
+            self.scaler.step(self.optimizer)
+            self.scaler.update()
+        else:
+            self.optimizer.step()
+        return float(loss.detach())
+
+    def train_epoch(self, batches: Iterable[Batch]) -> float:
+        self.model.train()
+        losses = [self.step(x, y) for x, y in _take(batches, self.cfg.iterations_per_epoch)]
+        return math.fsum(losses) / len(losses)
+
+    def validate(self, validate: ValidateFn | None) -> float | None:
+        import torch
+
+        done = self.state.epoch + 1
+        due = done % self.cfg.validate_every_epochs == 0 or done == self.cfg.max_epochs
+        if validate is None or not due:
+            return None
+        self.model.eval()
+        with torch.no_grad(), autocast(self.device, self.cfg.precision):
+            metric = float(validate(self.model, self.device))
+        self.model.train()
+        return metric
+
+    def end_epoch(self, loss: float, metric: float | None) -> None:
+        s = self.state
+        s.history["train_loss"].append(loss)
+        s.history["learning_rate"].append(float(self.optimizer.param_groups[0]["lr"]))
+        s.history["val_metric"].append(math.nan if metric is None else metric)
+        if metric is not None:
+            self._track_best(metric)
+        self.scheduler.step()
+        s.epoch += 1
+        save_checkpoint(self.checkpoint(), self.out_dir / LAST)
+
+    def _track_best(self, metric: float) -> None:
+        s = self.state
+        if s.best_metric is None or metric > s.best_metric + self.cfg.min_improvement:
+            s.best_metric, s.best_epoch, s.stale = metric, s.epoch + 1, 0
+            best = {"model": self.model.state_dict(), "epoch": s.epoch + 1, "metric": metric}
+            save_checkpoint(best, self.out_dir / BEST)
+            return
+        s.stale += 1
+        patience = self.cfg.early_stopping_patience
+        if patience is not None and s.stale >= patience:
+            s.stopped = True
+            logger.info("early stopping: no improvement in %d validations", s.stale)
+
+    def checkpoint(self) -> dict[str, Any]:
+        s = self.state
+        return {
+            "format": 1,
+            "model": self.model.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(),
+            "scaler": None if self.scaler is None else self.scaler.state_dict(),
+            "trainer": {
+                "epoch": s.epoch,
+                "best_metric": s.best_metric,
+                "best_epoch": s.best_epoch,
+                "stale": s.stale,
+                "stopped": s.stopped,
+                "history": s.history,
+            },
+            "rng": rng_state(),
+        }
+
+    def restore(self, path: Path) -> None:
+        ckpt = load_checkpoint(path)
+        self.model.load_state_dict(ckpt["model"])
+        self.optimizer.load_state_dict(ckpt["optimizer"])
+        self.scheduler.load_state_dict(ckpt["scheduler"])
+        if self.scaler is not None and ckpt["scaler"] is not None:
+            self.scaler.load_state_dict(ckpt["scaler"])
+        self.state = _State(**ckpt["trainer"])
+        restore_rng_state(ckpt["rng"])
+        logger.info("resumed from %s after epoch %d", path, self.state.epoch)
+
+    def result(self) -> FitResult:
+        s = self.state
+        paths = [self.out_dir / n for n in (LAST, BEST)]
+        digests = {p.name: sha256_file(p) for p in paths if p.is_file()}
+        return FitResult(
+            epochs_run=s.epoch,
+            best_metric=s.best_metric,
+            best_epoch=s.best_epoch,
+            stopped_early=s.stopped,
+            history={k: tuple(v) for k, v in s.history.items()},
+            checkpoints=digests,
+        )
+
+
+def _take(batches: Iterable[Batch], count: int | None) -> Iterator[Batch]:
+    """One pass over ``batches``, or exactly ``count`` batches, re-iterating as needed."""
+    produced = 0
+    while True:
+        empty = True
+        for batch in batches:
+            empty = False
+            yield batch
+            produced += 1
+            if count is not None and produced == count:
+                return
+        if empty:
+            raise ConfigError("the training batches must not be empty, got no batch")
+        if count is None:
+            return
+
+
+class _Reporter:
+    """Progress bar (opt-in), TensorBoard (opt-in) and log lines for each epoch."""
+
+    def __init__(self, cfg: TrainConfig, out_dir: Path, first_epoch: int) -> None:
+        from tqdm.auto import tqdm
+
+        self.bar = tqdm(
+            total=cfg.max_epochs, initial=first_epoch, disable=not cfg.progress, unit="epoch"
+        )
+        self.writer: Any = None
+        if cfg.tensorboard:
+            from torch.utils.tensorboard.writer import SummaryWriter
+
+            self.writer = SummaryWriter(log_dir=str(out_dir / "tensorboard"))
+
+    def epoch(self, state: _State) -> None:
+        h, n = state.history, state.epoch
+        loss, lr, metric = h["train_loss"][-1], h["learning_rate"][-1], h["val_metric"][-1]
+        logger.info("epoch %d: train loss %.4f, lr %.2e, val %.4f", n, loss, lr, metric)
+        self.bar.set_postfix(loss=f"{loss:.4f}", val=f"{metric:.4f}", refresh=False)
+        self.bar.update(1)
+        if self.writer is not None:
+            self.writer.add_scalar("train/loss", loss, n)
+            self.writer.add_scalar("train/learning_rate", lr, n)
+            if not math.isnan(metric):
+                self.writer.add_scalar("val/metric", metric, n)
+
+    def close(self) -> None:
+        self.bar.close()
+        if self.writer is not None:
+            self.writer.close()
+
+
+def fit(
+    model: torch.nn.Module,
+    loss_fn: LossFn,
+    batches: Callable[[int], Iterable[Batch]],
+    cfg: TrainConfig,
+    *,
+    out_dir: Path,
+    validate: ValidateFn | None = None,
+    resume: bool = False,
+) -> FitResult:
+    """Train ``model``, checkpointing every epoch into ``out_dir``.
+
+    Parameters
+    ----------
+    model : torch.nn.Module
+        Moved to the configured device and trained in place.
+    loss_fn : callable
+        ``loss_fn(model(inputs), target) -> scalar tensor``.
+    batches : callable
+        ``batches(epoch)`` gives the epoch's ``(inputs, target)`` batches (a DataLoader, a
+        list). Seeding its randomness from the epoch index makes resumed runs draw the same
+        batches as uninterrupted ones.
+    cfg : TrainConfig
+        Optimizer, schedule, epochs, validation, early stopping, device, precision, logs.
+    out_dir : Path
+        Receives ``last.pt`` (everything needed to resume, after every epoch), ``best.pt``
+        (weights with the best validation metric) and ``tensorboard/`` when enabled.
+    validate : callable, optional
+        ``validate(model, device) -> float``, higher is better (e.g. mean Dice), called in
+        evaluation mode without gradients.
+    resume : bool
+        Continue from ``out_dir/last.pt`` when it exists: weights, optimizer, scheduler, epoch,
+        best metric, history and every random generator's state.
+
+    Returns
+    -------
+    FitResult
+
+    Raises
+    ------
+    OutputExistsError
+        When ``out_dir/last.pt`` exists and ``resume`` is false.
+    ConfigError
+        For a device or precision this machine cannot use, or an epoch without batches.
+    """
+    out_dir = Path(out_dir)
+    last = out_dir / LAST
+    if last.exists() and not resume:
+        raise OutputExistsError(f"{last}: a run exists here; resume it or choose another folder")
+    out_dir.mkdir(parents=True, exist_ok=True)
+    trainer = _Trainer(model, loss_fn, cfg, out_dir)
+    if resume and last.exists():
+        trainer.restore(last)
+    reporter = _Reporter(cfg, out_dir, trainer.state.epoch)
+    try:
+        while trainer.state.epoch < cfg.max_epochs and not trainer.state.stopped:
+            loss = trainer.train_epoch(batches(trainer.state.epoch))
+            trainer.end_epoch(loss, trainer.validate(validate))
+            reporter.epoch(trainer.state)
+    finally:
+        reporter.close()
+    return trainer.result()
