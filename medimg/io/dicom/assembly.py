@@ -117,9 +117,7 @@ def _read_stack(frames: tuple[DicomFrame, ...], label: str) -> NDArray[Any]:
         if out is None:
             out = np.empty((len(frames), first.rows, first.columns), dtype=pixels.dtype)
         out[k] = pixels
-    if out is None:
-        raise DicomSeriesError(f"{label}: a series must have at least one image, found none")
-    return out
+    return out if out is not None else np.empty((0, first.rows, first.columns))
 
 
 def _invert_monochrome1(stack: NDArray[Any], ds: Any) -> NDArray[Any]:

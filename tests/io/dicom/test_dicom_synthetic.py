@@ -339,3 +339,83 @@ def test_synthetic_writer_checks_its_inputs(tmp_path):
         write_xray_dicom(np.zeros((3, 3, 3, 3)), np.eye(4), tmp_path / "x.dcm")
     with pytest.raises(ConfigError, match="values must fit 16-bit signed storage"):
         write_dicom_series(np.full((2, 2, 2), 1e6), np.eye(4), tmp_path, DicomSeriesSpec())
+
+
+def _small_series(tmp_path: Path) -> list[Path]:
+    affine = grid_affine((4, 3, 3), (1.0, 1.0, 2.0), axcodes="LPS")
+    values = np.arange(36).reshape(4, 3, 3)
+    return write_dicom_series(values, affine, tmp_path, DicomSeriesSpec())
+
+
+def test_mixed_orientation_or_pixel_spacing_refused_when_stacked(tmp_path):
+    from dataclasses import replace
+
+    from medimg.io.dicom import DicomSeries
+    from medimg.io.dicom.checks import stack_geometry
+
+    _small_series(tmp_path)
+    series = scan_dicom_folder(tmp_path).series[0]
+    frames = list(series.frames)
+    frames[1] = replace(frames[1], orientation=(0.0, 1.0, 0.0, 0.0, 0.0, -1.0))
+    mixed = DicomSeries(folder=tmp_path, series_uid="1.2", frames=tuple(frames))
+    with pytest.raises(DicomSeriesError, match="share one ImageOrientationPatient, found"):
+        stack_geometry(mixed, DicomReadOptions())
+    frames = list(series.frames)
+    frames[2] = replace(frames[2], pixel_spacing_mm=(0.5, 0.5))
+    mixed = DicomSeries(folder=tmp_path, series_uid="1.2", frames=tuple(frames))
+    with pytest.raises(
+        DicomSeriesError, match=r"one PixelSpacing, found \(1\.0, 1\.0\) \(2 images"
+    ):
+        stack_geometry(mixed, DicomReadOptions())
+
+
+def test_memory_limit_checked_before_decoding(tmp_path):
+    from medimg.errors import ImageTooLargeError
+
+    _small_series(tmp_path)
+    with pytest.raises(ImageTooLargeError, match=r"needs up to 0\.00 GiB, over the limit"):
+        load_dicom_series(tmp_path, options=DicomReadOptions(max_bytes=100))
+
+
+def test_undecodable_compressed_pixel_data_names_the_syntax(tmp_path):
+    import pydicom
+    from pydicom.encaps import encapsulate
+    from pydicom.uid import JPEG2000Lossless
+
+    paths = _small_series(tmp_path)
+    ds = pydicom.dcmread(paths[0])
+    ds.file_meta.TransferSyntaxUID = JPEG2000Lossless
+    ds.PixelData = encapsulate([b"\x00" * 64])
+    ds["PixelData"].VR = "OB"
+    ds.save_as(paths[0], enforce_file_format=True)
+    with pytest.raises(DicomSeriesError, match=r"pixel data \(JPEG 2000 Image Compression"):
+        load_dicom_series(tmp_path)
+
+
+def test_colour_images_are_not_volumes(tmp_path):
+    import pydicom
+
+    paths = _small_series(tmp_path)
+    for path in paths:
+        ds = pydicom.dcmread(path)
+        ds.SamplesPerPixel = 3
+        ds.PhotometricInterpretation = "RGB"
+        ds.PlanarConfiguration = 0
+        ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 8, 8, 7, 0
+        ds.PixelData = bytes(3 * 4 * 3)
+        ds.save_as(path)
+    with pytest.raises(DicomSeriesError, match=r"one grayscale sample per pixel .* \(3, 4, 3\)"):
+        load_dicom_series(tmp_path)
+
+
+def test_multiframe_projection_refused(tmp_path):
+    import pydicom
+
+    phantom = xray_phantom((8, 6), (1.0, 1.0), seed=1)
+    path = write_xray_dicom(phantom.image.array[0], phantom.image.affine, tmp_path / "a.dcm")
+    ds = pydicom.dcmread(path)
+    ds.NumberOfFrames = 2
+    ds.PixelData = ds.PixelData * 2
+    ds.save_as(path)
+    with pytest.raises(DicomSeriesError, match="must have one frame, found 2"):
+        load_dicom_series(tmp_path, rules=SelectionRules(part=1))
