@@ -250,6 +250,11 @@ def _position_key(frame: DicomFrame) -> object:
     return tuple(round(v, _POSITION_DECIMALS) + 0.0 for v in frame.position_lps or ())
 
 
+def _instance_key(frame: DicomFrame) -> tuple[str, int | None]:
+    """The image's identity: the same SOPInstanceUID twice is a copy, not a time point."""
+    return (str(frame.dataset.get("SOPInstanceUID", frame.path)), frame.frame_index)
+
+
 def _sort_value(value: object) -> tuple[int, float, str]:
     try:
         return (0, float(str(value).split("\\")[0]), "")
@@ -276,7 +281,8 @@ def _split_repeated_positions(
     """Split a group whose slice positions repeat into volumes (a 4D acquisition).
 
     A split is kept only when it removes every repeat and leaves more than one slice in each
-    volume; otherwise the group is returned whole and assembly reports the duplicates.
+    volume, and never when the repeats are copies of the same image (same SOPInstanceUID);
+    otherwise the group is returned whole and assembly reports the duplicates.
     """
     if not _has_repeats(frames):
         return [frames], ""
@@ -289,7 +295,8 @@ def _split_repeated_positions(
             return parts, name
     by_position = _split_by(frames, _position_key)
     counts = {len(p) for p in by_position}
-    if len(by_position) > 1 and len(counts) == 1 and counts != {1}:
+    copies = len({_instance_key(f) for f in frames}) < len(frames)
+    if len(by_position) > 1 and len(counts) == 1 and counts != {1} and not copies:
         (k,) = counts
         ordered = [sorted(p, key=lambda f: (f.instance, str(f.path))) for p in by_position]
         return [[p[i] for p in ordered] for i in range(k)], "acquisition order (repeated positions)"

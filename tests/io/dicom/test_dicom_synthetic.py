@@ -419,3 +419,11 @@ def test_multiframe_projection_refused(tmp_path):
     ds.save_as(path)
     with pytest.raises(DicomSeriesError, match="must have one frame, found 2"):
         load_dicom_series(tmp_path, rules=SelectionRules(part=1))
+
+
+def test_a_copied_series_is_not_taken_for_a_second_time_point(oblique_ct):
+    folder, _, _ = oblique_ct
+    shutil.copytree(folder, folder / "copy")
+    assert len(scan_dicom_folder(folder).series) == 1
+    with pytest.raises(DicomSeriesError, match=r"each slice position must be unique, found 2"):
+        load_dicom_series(folder)
