@@ -160,8 +160,8 @@ def _estimate(
     result = (x * y * z if config.output == "labels" else n_classes * x * y * z * _F32) * int(
         result_in_memory
     )
-    # gathered scores, their quotient by the weights, then argmax (int64 + uint8) or softmax
-    reduce = 2 * n_classes * _F32 + (9 if config.output == "labels" else 2 * _F32 * n_classes)
+    # scores divided by the weights, then argmax (int64 + uint8) or softmax (+ contiguous copy)
+    reduce = n_classes * _F32 + (9 if config.output == "labels" else 2 * _F32 * n_classes)
     return MemoryEstimate(
         model=0,
         activations=per_window * batch,
