@@ -78,17 +78,20 @@ def _block(
 ) -> torch.Tensor:
     """The RAS-ordered block ``ranges`` of the prediction resampled onto the RAS grid."""
     scale, offset = _grid_to_ras_map(record)
+    priority = [1.0 / abs(float(s)) for s in scale]  # the whole grid's ratios, for every slab
     inside = [(max(r0, c0), min(r1, c1)) for (r0, r1), (c0, c1) in zip(ranges, record.crop_box, strict=True)]
     sizes = [r1 - r0 for r0, r1 in ranges]
     if all(a < b for a, b in inside) and inside == ranges:
         coords = [scale[p] * np.arange(a, b) + offset[p] for p, (a, b) in enumerate(inside)]
-        return resample_separable(prediction, coords, interp)
+        return resample_separable(prediction, coords, interp, priority=priority)
     dtype = torch.float32 if interp != "nearest" else prediction.dtype
     out = torch.full((prediction.shape[0], *sizes), fill, dtype=dtype)
     if all(a < b for a, b in inside):
         coords = [scale[p] * np.arange(a, b) + offset[p] for p, (a, b) in enumerate(inside)]
         where = tuple(slice(a - r0, b - r0) for (a, b), (r0, _) in zip(inside, ranges, strict=True))
-        out[(slice(None), *where)] = resample_separable(prediction, coords, interp)
+        out[(slice(None), *where)] = resample_separable(
+            prediction, coords, interp, priority=priority
+        )
     return out
 
 

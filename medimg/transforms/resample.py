@@ -136,6 +136,8 @@ class _AxisPlan:
 
     index: NDArray[np.int64]
     weight: NDArray[np.float32]
+    priority: float
+    """Output/input size ratio; axes are resampled in increasing order (shrinking first)."""
     blocks: tuple[tuple[int, int, int, torch.Tensor], ...] = ()
 
     @property
@@ -166,10 +168,11 @@ def _resample_inner(x: torch.Tensor, plan: _AxisPlan) -> torch.Tensor:
     A gather along the contiguous axis is slow in torch; a matrix product of each block of
     input columns with its small weight matrix is not, and it casts to float32 block by block.
     """
-    out = torch.empty((*x.shape[:-1], plan.n_out), dtype=torch.float32)
+    rows = x.reshape(-1, x.shape[-1])  # a view for the chunks _in_plane hands over
+    out = torch.empty((rows.shape[0], plan.n_out), dtype=torch.float32)
     for c0, c1, lo, w in plan.blocks:
-        out[..., c0:c1] = x[..., lo : lo + w.shape[0]].to(torch.float32) @ w
-    return out
+        torch.mm(rows[:, lo : lo + w.shape[0]].to(torch.float32), w, out=out[:, c0:c1])
+    return out.view(*x.shape[:-1], plan.n_out)
 
 
 def _gather_axis(x: torch.Tensor, axis: int, plan: _AxisPlan) -> torch.Tensor:
@@ -211,7 +214,7 @@ def _resample_outer(x: torch.Tensor, plan: _AxisPlan) -> torch.Tensor:
 def _resample_slice(x: torch.Tensor, plans: list[_AxisPlan | None]) -> torch.Tensor:
     """Resample the axes of one slice ``(C, ...)`` (memory order), shrinking axes first."""
     todo = [(a, p) for a, p in enumerate(plans) if p is not None]
-    for a, plan in sorted(todo, key=lambda ap: (ap[1].n_out / x.shape[ap[0] + 1], ap[0])):
+    for a, plan in sorted(todo, key=lambda ap: (ap[1].priority, ap[0])):
         if plan.blocks and a + 1 == x.ndim - 1 and x.stride(-1) == 1:
             x = _resample_inner(x, plan)
         else:
@@ -219,22 +222,31 @@ def _resample_slice(x: torch.Tensor, plans: list[_AxisPlan | None]) -> torch.Ten
     return x
 
 
+_CHUNK_VOXELS = 1 << 21
+"""About how many voxels ``_in_plane`` resamples per call (a few slices: cache-sized work,
+large enough that torch's threads and Python's overhead are amortised)."""
+
+
 def _in_plane(x: torch.Tensor, plans: list[_AxisPlan | None]) -> torch.Tensor:
-    """Resample all axes but the outermost, slice by slice along the outermost."""
+    """Resample all axes but the outermost, a chunk of slices along the outermost at a time."""
     if all(p is None for p in plans):
         return x
-    first = _resample_slice(x[:, 0], plans)
-    out = torch.empty((x.shape[0], x.shape[1], *first.shape[1:]), dtype=first.dtype)
-    out[:, 0] = first
-    for i in range(1, x.shape[1]):
-        out[:, i] = _resample_slice(x[:, i], plans)
+    step = max(1, _CHUNK_VOXELS // max(1, int(np.prod(x.shape[2:])) * x.shape[0]))
+    chunk_plans: list[_AxisPlan | None] = [None, *plans]
+    first = _resample_slice(x[:, :step], chunk_plans)
+    out = torch.empty((x.shape[0], x.shape[1], *first.shape[2:]), dtype=first.dtype)
+    out[:, :step] = first
+    for i in range(step, x.shape[1], step):
+        out[:, i : i + step] = _resample_slice(x[:, i : i + step], chunk_plans)
     return out
 
 
-def _plan(coords: NDArray[np.float64], n_in: int, interp: Interp, contiguous: bool) -> _AxisPlan:
+def _plan(
+    coords: NDArray[np.float64], n_in: int, interp: Interp, contiguous: bool, priority: float | None
+) -> _AxisPlan:
     index, weight = axis_taps(coords, n_in, interp)
     blocks = _banded_blocks(index, weight) if contiguous and index.shape[0] > 1 else ()
-    return _AxisPlan(index, weight, blocks)
+    return _AxisPlan(index, weight, len(coords) / n_in if priority is None else priority, blocks)
 
 
 def _memory_order(x: torch.Tensor) -> list[int]:
@@ -246,6 +258,8 @@ def resample_separable(
     x: torch.Tensor,
     coords: Sequence[NDArray[np.float64]],
     interp: Sequence[Interp] | Interp,
+    *,
+    priority: Sequence[float] | None = None,
 ) -> torch.Tensor:
     """Resample a channel-first tensor at a per-axis grid of input coordinates.
 
@@ -262,6 +276,10 @@ def resample_separable(
         One coordinate vector per spatial axis.
     interp : str or sequence of str
         ``"nearest"``, ``"linear"`` or ``"cubic"``, for all axes or one per axis.
+    priority : sequence of float, optional
+        Per axis, the key ordering the 1D passes (default: output/input size ratio, so
+        shrinking axes go first). Callers that resample pieces of one grid pass the whole
+        grid's ratios, so every piece is computed in the same order, bit for bit.
 
     Returns
     -------
@@ -296,10 +314,12 @@ def resample_separable(
     plans: list[_AxisPlan | None] = []
     for p in range(1, x.ndim):
         c, n = coords[perm[p] - 1], int(view.shape[p])
-        plans.append(None if _is_identity(c, n) else _plan(c, n, kinds[perm[p] - 1], p == x.ndim - 1))
+        prio = None if priority is None else float(priority[perm[p] - 1])
+        contiguous = p == x.ndim - 1
+        plans.append(None if _is_identity(c, n) else _plan(c, n, kinds[perm[p] - 1], contiguous, prio))
     outer, rest = plans[0], plans[1:]
     out = view
-    if outer is not None and outer.n_out < view.shape[1]:
+    if outer is not None and outer.priority < 1:
         out = _in_plane(_resample_outer(out, outer), rest)
     else:
         out = _in_plane(out, rest)
