@@ -27,7 +27,9 @@ HU_WINDOWS: Final = MappingProxyType(
 
 def _check_pair(name: str, pair: tuple[float, float], low: float, high: float) -> None:
     if len(pair) != 2 or not low <= pair[0] < pair[1] <= high:
-        raise ConfigError(f"{name} must be (low, high) with {low} <= low < high <= {high}, got {pair}")
+        raise ConfigError(
+            f"{name} must be (low, high) with {low} <= low < high <= {high}, got {pair}"
+        )
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -122,4 +124,6 @@ class PreprocessConfig:
         """The CT window as ``(low_hu, high_hu)``, or ``None`` for fingerprint normalisation."""
         if isinstance(self.hu_window, str):
             return HU_WINDOWS[self.hu_window]
-        return None if self.hu_window is None else (float(self.hu_window[0]), float(self.hu_window[1]))
+        return (
+            None if self.hu_window is None else (float(self.hu_window[0]), float(self.hu_window[1]))
+        )

@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 import torch
-import torch.nn.functional as F  # noqa: N812  # the usual torch alias
+import torch.nn.functional as F
 from numpy.typing import NDArray
 
 from medimg.errors import ConfigError
@@ -195,7 +195,10 @@ def resize_with_pad(image: torch.Tensor, *, size_px: tuple[int, int]) -> torch.T
     scale = min(size_px[0] / image.shape[1], size_px[1] / image.shape[2])
     new = [max(1, round(n * scale)) for n in image.shape[1:]]
     resized = F.interpolate(
-        image[None].to(torch.float32), size=new, mode="bilinear", align_corners=False,
+        image[None].to(torch.float32),
+        size=new,
+        mode="bilinear",
+        align_corners=False,
         antialias=scale < 1,
     )[0]
     out = torch.zeros((image.shape[0], *size_px), dtype=torch.float32)
@@ -231,7 +234,7 @@ def foreground_box(
     box = []
     for axis in range(fg.ndim):
         others = tuple(a for a in range(fg.ndim) if a != axis)
-        hits = np.flatnonzero(fg.any(axis=others))
+        hits = np.flatnonzero(np.any(fg, axis=others))
         start = max(int(hits[0]) - margin_vox, 0)
         stop = min(int(hits[-1]) + 1 + margin_vox, fg.shape[axis])
         box.append((start, stop))

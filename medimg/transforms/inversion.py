@@ -39,12 +39,11 @@ def _grid_to_ras_map(record: PreprocessRecord) -> tuple[NDArray[np.float64], NDA
             f"the map {np.round(m[:ndim, :ndim], 6).tolist()}; the record was not made by "
             "medimg's chain"
         )
-    return np.diag(m)[:ndim].copy(), m[:ndim, 3].copy()
+    scale = np.asarray(np.diag(m)[:ndim], dtype=np.float64)
+    return scale, np.asarray(m[:ndim, 3], dtype=np.float64)
 
 
-def _ras_ranges(
-    record: PreprocessRecord, z_range: tuple[int, int] | None
-) -> list[tuple[int, int]]:
+def _ras_ranges(record: PreprocessRecord, z_range: tuple[int, int] | None) -> list[tuple[int, int]]:
     """Requested [start, stop) along each RAS axis (all, or the slab of the last stored axis)."""
     ranges = [(0, n) for n in record.ras_shape]
     if z_range is None:
@@ -79,7 +78,10 @@ def _block(
     """The RAS-ordered block ``ranges`` of the prediction resampled onto the RAS grid."""
     scale, offset = _grid_to_ras_map(record)
     priority = [1.0 / abs(float(s)) for s in scale]  # the whole grid's ratios, for every slab
-    inside = [(max(r0, c0), min(r1, c1)) for (r0, r1), (c0, c1) in zip(ranges, record.crop_box, strict=True)]
+    inside = [
+        (max(r0, c0), min(r1, c1))
+        for (r0, r1), (c0, c1) in zip(ranges, record.crop_box, strict=True)
+    ]
     sizes = [r1 - r0 for r0, r1 in ranges]
     if all(a < b for a, b in inside) and inside == ranges:
         coords = [scale[p] * np.arange(a, b) + offset[p] for p, (a, b) in enumerate(inside)]

@@ -16,7 +16,9 @@ from typing import TYPE_CHECKING, Any, Final
 
 import numpy as np
 import torch
-from monai.transforms import Compose, DeleteItemsd, Lambdad, MapTransform
+from monai.transforms.compose import Compose
+from monai.transforms.transform import MapTransform
+from monai.transforms.utility.dictionary import DeleteItemsd, Lambdad
 
 from medimg.errors import ConfigError
 from medimg.keys import Keys
@@ -83,16 +85,21 @@ def _spatial(config: PreprocessConfig, fingerprint: Fingerprint | None) -> list[
     if config.crop_foreground_above is not None:
         steps.append(
             CropToForegroundd(
-                keys, source_key=IMAGE, above=config.crop_foreground_above,
+                keys,
+                source_key=IMAGE,
+                above=config.crop_foreground_above,
                 margin_vox=config.crop_margin_vox,
             )
         )
     steps.append(
         ResampleToSpacingd(
-            [IMAGE], [LABEL, *masks],
+            [IMAGE],
+            [LABEL, *masks],
             target_spacing_mm=target_spacing_for(config, fingerprint),
-            image_interp=config.image_interp, lowres_interp=lowres,
-            label_interp=config.label_interp, anisotropy_threshold=config.anisotropy_threshold,
+            image_interp=config.image_interp,
+            lowres_interp=lowres,
+            label_interp=config.label_interp,
+            anisotropy_threshold=config.anisotropy_threshold,
         )
     )
     return steps
@@ -110,11 +117,18 @@ def _ct_chain(config: PreprocessConfig, fingerprint: Fingerprint | None) -> list
     else:
         stats = fingerprint.intensity
         norm = partial(
-            fn.clip_zscore, low=[s.percentile_00_5 for s in stats],
-            high=[s.percentile_99_5 for s in stats], mean=[s.mean for s in stats],
-            std=[s.std for s in stats], inplace=True,
+            fn.clip_zscore,
+            low=[s.percentile_00_5 for s in stats],
+            high=[s.percentile_99_5 for s in stats],
+            mean=[s.mean for s in stats],
+            std=[s.std for s in stats],
+            inplace=True,
         )
-    return [*_spatial(config, fingerprint), Lambdad(IMAGE, norm), AttachAffined([IMAGE, LABEL], allow_missing_keys=True)]
+    return [
+        *_spatial(config, fingerprint),
+        Lambdad(IMAGE, norm),
+        AttachAffined([IMAGE, LABEL], allow_missing_keys=True),
+    ]
 
 
 class ZScoreMaskedd(MapTransform):
@@ -125,8 +139,10 @@ class ZScoreMaskedd(MapTransform):
         self.key, self.mask_key, self.nonzero = key, mask_key, nonzero
 
     def __call__(self, data: Mapping[Any, Any]) -> dict[Any, Any]:
+        """Return a new sample with the image z-scored."""
         d = dict(data)
         image = d[self.key]
+        mask: torch.Tensor | None
         if self.mask_key is not None:
             mask = torch.as_tensor(d[self.mask_key]) > 0
         else:

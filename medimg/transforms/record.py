@@ -74,7 +74,7 @@ class PreprocessRecord:
         )
 
     def reoriented(self) -> PreprocessRecord:
-        """This record after reorientation to RAS (must come before cropping and resampling)."""
+        """Return the record after reorientation to RAS (before any crop or resample)."""
         if self.ras_shape != self.source_shape or self.grid_shape != self.source_shape:
             raise GeometryError(
                 "reorientation must be the first grid change of a chain, got a record already "
@@ -94,7 +94,7 @@ class PreprocessRecord:
         )
 
     def cropped(self, box: tuple[tuple[int, int], ...]) -> PreprocessRecord:
-        """This record after cropping the RAS grid to ``box`` (before any resampling)."""
+        """Return the record after cropping the RAS grid to ``box`` (before any resampling)."""
         if self.grid_shape != tuple(b - a for a, b in self.crop_box):
             raise GeometryError(
                 f"cropping must come before resampling, got a grid of {self.grid_shape} for a "
@@ -112,7 +112,7 @@ class PreprocessRecord:
         )
 
     def resampled(self, shape: tuple[int, ...], affine: Affine) -> PreprocessRecord:
-        """This record with the current grid replaced by a resampled one."""
+        """Return the record with the current grid replaced by a resampled one."""
         return replace(self, grid_shape=tuple(int(n) for n in shape), grid_affine=_affine(affine))
 
     @property

@@ -130,6 +130,7 @@ def _is_identity(coords: NDArray[np.float64], n_in: int) -> bool:
 _BLOCK_OUT = 32
 """Output voxels per block of the banded matrix product along a contiguous axis."""
 
+
 @dataclass(frozen=True)
 class _AxisPlan:
     """Taps of one axis, plus the banded weight blocks when the axis is contiguous."""
@@ -251,7 +252,8 @@ def _plan(
 
 def _memory_order(x: torch.Tensor) -> list[int]:
     """Spatial axes (1-based) sorted by decreasing stride: the last one is contiguous."""
-    return sorted(range(1, x.ndim), key=lambda a: -abs(x.stride(a)))
+    strides = x.stride()
+    return sorted(range(1, x.ndim), key=lambda a: -abs(strides[a]))
 
 
 def resample_separable(
@@ -316,7 +318,9 @@ def resample_separable(
         c, n = coords[perm[p] - 1], int(view.shape[p])
         prio = None if priority is None else float(priority[perm[p] - 1])
         contiguous = p == x.ndim - 1
-        plans.append(None if _is_identity(c, n) else _plan(c, n, kinds[perm[p] - 1], contiguous, prio))
+        plans.append(
+            None if _is_identity(c, n) else _plan(c, n, kinds[perm[p] - 1], contiguous, prio)
+        )
     outer, rest = plans[0], plans[1:]
     out = view
     if outer is not None and outer.priority < 1:

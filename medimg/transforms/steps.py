@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 import torch
 from monai.data.meta_tensor import MetaTensor
-from monai.transforms import MapTransform
+from monai.transforms.transform import MapTransform
 from numpy.typing import NDArray
 
 from medimg.errors import GeometryError
@@ -59,13 +59,16 @@ class LoadVolumed(MapTransform):
         self.ndim = ndim
 
     def __call__(self, data: Mapping[Hashable, Any]) -> dict[Hashable, Any]:
+        """Return a new sample with arrays for the keys and a fresh record."""
         d = dict(data)
         for key in self.key_iterator(d):
             vol = d[key]
             if not isinstance(vol, Volume):
                 vol = load_volume(Path(vol), ndim=self.ndim)
             record = PreprocessRecord.from_source(vol.source.shape, vol.source.affine)
-            if vol.spatial_shape != vol.source.shape or not np.allclose(vol.affine, vol.source.affine):
+            if vol.spatial_shape != vol.source.shape or not np.allclose(
+                vol.affine, vol.source.affine
+            ):
                 raise GeometryError(
                     f"{key}: LoadVolumed needs a volume on its stored grid, got one already "
                     "reoriented or resampled; pass the path or the Volume from load_volume"
@@ -92,6 +95,7 @@ class ToRASd(MapTransform):
     """Permute and flip axes into RAS order (views, no copy, no interpolation)."""
 
     def __call__(self, data: Mapping[Hashable, Any]) -> dict[Hashable, Any]:
+        """Return a new sample with RAS-ordered views and the reoriented record."""
         d = dict(data)
         record = _record(d)
         for key in self.key_iterator(d):
@@ -110,6 +114,7 @@ class CropToForegroundd(MapTransform):
         self.source_key, self.above, self.margin_vox = source_key, above, margin_vox
 
     def __call__(self, data: Mapping[Hashable, Any]) -> dict[Hashable, Any]:
+        """Return a new sample cropped to the foreground box, the box added to the record."""
         d = dict(data)
         box = foreground_box(d[self.source_key], above=self.above, margin_vox=self.margin_vox)
         where = (slice(None), *(slice(a, b) for a, b in box))
@@ -151,7 +156,7 @@ def _unflip(array: NDArray[Any]) -> tuple[torch.Tensor, list[int]]:
     """A torch view of ``array`` with positive strides, and the axes that had to be reversed."""
     flipped = [a for a, s in enumerate(array.strides) if s < 0]
     if flipped:
-        array = np.flip(array, axis=flipped)
+        array = np.flip(array, axis=tuple(flipped))
     return torch.from_numpy(array), flipped
 
 
@@ -188,6 +193,7 @@ class ResampleToSpacingd(MapTransform):
         self.label_interp, self.threshold = label_interp, anisotropy_threshold
 
     def __call__(self, data: Mapping[Hashable, Any]) -> dict[Hashable, Any]:
+        """Return a new sample resampled to the target spacing, with the new grid recorded."""
         d = dict(data)
         record = _record(d)
         spacing = record.grid_spacing_mm
@@ -196,7 +202,10 @@ class ResampleToSpacingd(MapTransform):
             for n, s, t in zip(record.grid_shape, spacing, self.target, strict=True)
         ]
         kinds = resample_plan(
-            spacing, self.target, interp=self.image_interp, lowres_interp=self.lowres_interp,
+            spacing,
+            self.target,
+            interp=self.image_interp,
+            lowres_interp=self.lowres_interp,
             anisotropy_threshold=self.threshold,
         )
         for key in self.key_iterator(d):
@@ -223,6 +232,7 @@ class AttachAffined(MapTransform):
     """Wrap arrays as MONAI ``MetaTensor`` s with the record's current affine (no copy)."""
 
     def __call__(self, data: Mapping[Hashable, Any]) -> dict[Hashable, Any]:
+        """Return a new sample whose arrays are ``MetaTensor`` s on the record's grid."""
         d = dict(data)
         record = _record(d)
         affine = torch.as_tensor(record.grid_affine)

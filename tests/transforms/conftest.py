@@ -42,8 +42,14 @@ def make_fingerprint() -> Callable[..., Fingerprint]:
             "lowres_axis": median_spacing_mm.index(max(median_spacing_mm)) if anisotropic else None,
             "intensity": (
                 ChannelStats(
-                    mean=mean, std=std, percentile_00_5=p005, percentile_99_5=p995,
-                    median=mean, min=p005, max=p995, n_voxels=1000,
+                    mean=mean,
+                    std=std,
+                    percentile_00_5=p005,
+                    percentile_99_5=p995,
+                    median=mean,
+                    min=p005,
+                    max=p995,
+                    n_voxels=1000,
                 ),
             ),
             "intensity_source": "foreground",

@@ -13,11 +13,24 @@ from medimg.errors import GeometryError
 from medimg.io import Volume, load_volume
 from medimg.io.geometry import SourceGeometry
 from medimg.synthetic import ct_phantom, grid_affine
-from medimg.transforms import RECORD_KEY, PreprocessConfig, PreprocessRecord, preprocessing_for, to_source_grid
+from medimg.transforms import (
+    RECORD_KEY,
+    PreprocessConfig,
+    PreprocessRecord,
+    preprocessing_for,
+    to_source_grid,
+)
 
 
-def _phantom(shape: tuple[int, int, int], spacing: tuple[float, float, float], axcodes: str, rot: tuple[float, float, float]):  # type: ignore[no-untyped-def]
-    return ct_phantom(shape, affine=grid_affine(shape, spacing, axcodes=axcodes, rotation_deg=rot), seed=7)
+def _phantom(
+    shape: tuple[int, int, int],
+    spacing: tuple[float, float, float],
+    axcodes: str,
+    rot: tuple[float, float, float],
+):  # type: ignore[no-untyped-def]
+    return ct_phantom(
+        shape, affine=grid_affine(shape, spacing, axcodes=axcodes, rotation_deg=rot), seed=7
+    )
 
 
 GRIDS = {
@@ -37,7 +50,9 @@ def test_label_round_trip_is_exact_when_upsampling(name: str) -> None:
     ph = _phantom(shape, spacing, axcodes, rot)
     # Every target spacing is finer than the stored one: nearest there and back is exact.
     target = tuple(min(spacing) / f for f in (1.0, 1.3, 1.7))
-    cfg = PreprocessConfig(target_spacing_mm=target, hu_window="soft_tissue", crop_foreground_above=-500.0)
+    cfg = PreprocessConfig(
+        target_spacing_mm=target, hu_window="soft_tissue", crop_foreground_above=-500.0
+    )
     sample = _run(ph, cfg)
     record = sample[RECORD_KEY]
     back = to_source_grid(sample["label"], record, interp="nearest")
@@ -48,7 +63,9 @@ def test_label_round_trip_is_exact_when_upsampling(name: str) -> None:
 
 def test_lps_to_ras_flips_the_first_two_axes() -> None:
     ph = _phantom((6, 5, 4), (1.0, 1.0, 2.5), "LPS", (0.0, 0.0, 0.0))
-    cfg = PreprocessConfig(target_spacing_mm=(1.0, 1.0, 2.5), hu_window="soft_tissue", image_interp="linear")
+    cfg = PreprocessConfig(
+        target_spacing_mm=(1.0, 1.0, 2.5), hu_window="soft_tissue", image_interp="linear"
+    )
     sample = _run(ph, cfg)
     assert sample[RECORD_KEY].ornt == ((0, -1), (1, -1), (2, 1))
     expected = ph.label.array[:, ::-1, ::-1, :]
@@ -61,7 +78,9 @@ def test_crop_is_recorded_and_undone_by_padding() -> None:
     image = ph.image.array.copy()
     image[:, :6] = -1000.0  # air on the right: the crop must drop it
     vol = Volume(array=image, affine=ph.image.affine, source=ph.image.source)
-    cfg = PreprocessConfig(target_spacing_mm=(4.0, 4.5, 7.0), hu_window="soft_tissue", crop_foreground_above=-500.0)
+    cfg = PreprocessConfig(
+        target_spacing_mm=(4.0, 4.5, 7.0), hu_window="soft_tissue", crop_foreground_above=-500.0
+    )
     sample = preprocessing_for("CT", cfg)({"image": vol})
     record = sample[RECORD_KEY]
     assert record.crop_box[0][0] >= 6
@@ -79,7 +98,9 @@ def test_linear_ramp_comes_back_exactly() -> None:
     shape, spacing = (21, 13, 9), (3.0, 1.5, 4.5)
     affine = grid_affine(shape, spacing, axcodes="LAI", rotation_deg=(0.0, 10.0, 0.0))
     ph = ct_phantom(shape, affine=affine, seed=1)
-    cfg = PreprocessConfig(target_spacing_mm=(1.5, 0.75, 1.5), hu_window="bone", image_interp="linear")
+    cfg = PreprocessConfig(
+        target_spacing_mm=(1.5, 0.75, 1.5), hu_window="bone", image_interp="linear"
+    )
     sample = _run(ph, cfg)
     record = sample[RECORD_KEY]
 
@@ -96,10 +117,14 @@ def test_linear_ramp_comes_back_exactly() -> None:
 def test_slabs_concatenated_equal_the_whole(name: str) -> None:
     shape, spacing, axcodes, rot = GRIDS[name]
     ph = _phantom(shape, spacing, axcodes, rot)
-    cfg = PreprocessConfig(target_spacing_mm=(1.7, 1.7, 1.7), hu_window="soft_tissue", crop_foreground_above=-500.0)
+    cfg = PreprocessConfig(
+        target_spacing_mm=(1.7, 1.7, 1.7), hu_window="soft_tissue", crop_foreground_above=-500.0
+    )
     sample = _run(ph, cfg)
     record = sample[RECORD_KEY]
-    prob = torch.from_numpy(np.random.default_rng(0).random((2, *record.grid_shape), dtype=np.float32))
+    prob = torch.from_numpy(
+        np.random.default_rng(0).random((2, *record.grid_shape), dtype=np.float32)
+    )
     whole = to_source_grid(prob, record)
     n = shape[-1]
     slabs = [to_source_grid(prob, record, z_range=(z, min(z + 4, n))) for z in range(0, n, 4)]
@@ -123,14 +148,23 @@ def test_inversion_errors() -> None:
         to_source_grid(torch.zeros(1, 3, 3, 3), record)
     with pytest.raises(GeometryError, match="z_range must satisfy 0 <= z0 < z1 <= 6"):
         to_source_grid(sample["label"], record, z_range=(4, 9))
-    skewed = PreprocessRecord.from_dict({**record.to_dict(), "grid_affine": grid_affine(record.grid_shape, (1.0, 1.0, 1.5), rotation_deg=(0.0, 0.0, 30.0)).tolist()})
+    skewed = PreprocessRecord.from_dict(
+        {
+            **record.to_dict(),
+            "grid_affine": grid_affine(
+                record.grid_shape, (1.0, 1.0, 1.5), rotation_deg=(0.0, 0.0, 30.0)
+            ).tolist(),
+        }
+    )
     with pytest.raises(GeometryError, match="diagonal map"):
         to_source_grid(sample["label"], skewed)
 
 
 def test_record_survives_a_dict_round_trip() -> None:
     ph = _phantom((10, 8, 6), (2.0, 2.0, 3.0), "PLS", (0.0, 5.0, 0.0))
-    record = _run(ph, PreprocessConfig(target_spacing_mm=(1.0, 1.0, 1.5), hu_window="lung"))[RECORD_KEY]
+    record = _run(ph, PreprocessConfig(target_spacing_mm=(1.0, 1.0, 1.5), hu_window="lung"))[
+        RECORD_KEY
+    ]
     again = PreprocessRecord.from_dict(record.to_dict())
     assert again.to_dict() == record.to_dict()
 
@@ -156,7 +190,13 @@ def _lps_copy(vol: Volume) -> Volume:
     flip[:2, 3] = [n - 1 for n in vol.spatial_shape[:2]]
     affine = vol.affine @ flip
     array = np.ascontiguousarray(vol.array[:, ::-1, ::-1, :])
-    source = SourceGeometry(path=vol.source.path, format=vol.source.format, shape=vol.spatial_shape, affine=affine, dtype=vol.source.dtype)
+    source = SourceGeometry(
+        path=vol.source.path,
+        format=vol.source.format,
+        shape=vol.spatial_shape,
+        affine=affine,
+        dtype=vol.source.dtype,
+    )
     return Volume(array=array, affine=affine, source=source)
 
 
@@ -167,7 +207,9 @@ def test_totalsegmentator_labels_round_trip(realdata: Path) -> None:
     label = _lps_copy(load_volume(folder / "example_seg.nii.gz"))
     organs = [int(v) for v in np.unique(label.array) if v != 0]
     # Nearest at 1.5 mm (finer than the stored 3 mm) and back: every organ identical.
-    cfg = PreprocessConfig(target_spacing_mm=(1.5, 1.5, 1.5), hu_window="soft_tissue", crop_foreground_above=-900.0)
+    cfg = PreprocessConfig(
+        target_spacing_mm=(1.5, 1.5, 1.5), hu_window="soft_tissue", crop_foreground_above=-900.0
+    )
     sample = preprocessing_for("CT", cfg)({"image": image, "label": label})
     back = to_source_grid(sample["label"], sample[RECORD_KEY], interp="nearest").numpy()
     assert back.shape == label.array.shape
@@ -175,13 +217,17 @@ def test_totalsegmentator_labels_round_trip(realdata: Path) -> None:
         assert _dice(back == v, label.array == v) == 1.0, v
     # Linear one-hot forward to 2 mm, probabilities back linearly, argmax: Dice >= 0.95 for
     # every organ with at least 1000 voxels (smaller ones are a few voxels thick at 3 mm).
-    cfg = PreprocessConfig(target_spacing_mm=(2.0, 2.0, 2.0), hu_window="soft_tissue", label_interp="linear_onehot")
+    cfg = PreprocessConfig(
+        target_spacing_mm=(2.0, 2.0, 2.0), hu_window="soft_tissue", label_interp="linear_onehot"
+    )
     sample = preprocessing_for("CT", cfg)({"image": image, "label": label})
     lab = sample["label"].as_tensor()
     values = [0, *organs]
     onehot = torch.stack([(lab[0] == v).float() for v in values])
     probs = to_source_grid(onehot, sample[RECORD_KEY])
     back = np.asarray(values, dtype=np.uint8)[probs.argmax(0).numpy()]
-    scores = {v: _dice(back == v, label.array[0] == v) for v in organs if (label.array == v).sum() >= 1000}
+    scores = {
+        v: _dice(back == v, label.array[0] == v) for v in organs if (label.array == v).sum() >= 1000
+    }
     assert len(scores) >= 10
     assert min(scores.values()) >= 0.95, scores

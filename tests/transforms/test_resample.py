@@ -65,7 +65,9 @@ def test_linear_equals_scipy_map_coordinates() -> None:
     out = resample_separable(x, coords, "linear")
     grid = np.meshgrid(*coords, indexing="ij")
     for c in range(2):
-        expected = ndimage.map_coordinates(x[c].numpy().astype(np.float64), grid, order=1, mode="nearest")
+        expected = ndimage.map_coordinates(
+            x[c].numpy().astype(np.float64), grid, order=1, mode="nearest"
+        )
         np.testing.assert_allclose(out[c].numpy(), expected, atol=1e-5)
 
 
@@ -81,7 +83,9 @@ def test_cubic_reproduces_a_quadratic_inside() -> None:
 def test_memory_layout_and_flips_do_not_change_the_answer() -> None:
     x, coords = _random_case(1)
     expected = resample_separable(x.contiguous(), coords, "cubic")
-    fortran = torch.from_numpy(np.asfortranarray(x.numpy().transpose(0, 3, 2, 1))).permute(0, 3, 2, 1)
+    fortran = torch.from_numpy(np.asfortranarray(x.numpy().transpose(0, 3, 2, 1))).permute(
+        0, 3, 2, 1
+    )
     assert not fortran.is_contiguous()
     torch.testing.assert_close(resample_separable(fortran, coords, "cubic"), expected)
 
