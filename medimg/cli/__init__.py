@@ -21,6 +21,7 @@ __all__ = ["build_parser", "main"]
 _COMMAND_MODULES: tuple[str, ...] = (
     "medimg.cli.info",
     "medimg.cli.demo",
+    "medimg.cli.segmentation",
     "medimg.cli.validate",
     "medimg.cli.synth",
     "medimg.cli.fingerprint",

@@ -4,11 +4,20 @@
 last checkpoints with SHA-256, resume with every random state, early stopping, opt-in tqdm and
 TensorBoard), :class:`TrainConfig`, device and autocast selection, seeding,
 :func:`segmentation_loss` (Dice + CE, deep supervision), :func:`label_balanced_crop` and the
-run record :func:`write_run_record`. torch and MONAI load only when a function runs.
+run record :func:`write_run_record`, the trained-model folder (:func:`save_model_bundle`,
+:func:`load_model_bundle`) and :func:`holdout_split`. torch and MONAI load only when a function
+runs.
 """
 
 from __future__ import annotations
 
+from medimg.training.batches import epoch_batches, holdout_split
+from medimg.training.bundle import (
+    MODEL_RECORD,
+    ModelBundle,
+    load_model_bundle,
+    save_model_bundle,
+)
 from medimg.training.checkpoint import (
     CheckpointError,
     load_checkpoint,
@@ -18,7 +27,7 @@ from medimg.training.checkpoint import (
 from medimg.training.config import TrainConfig
 from medimg.training.device import autocast, select_device
 from medimg.training.loop import BEST, LAST, FitResult, fit
-from medimg.training.losses import segmentation_loss
+from medimg.training.losses import SEGMENTATION_LOSSES, segmentation_loss
 from medimg.training.record import package_versions, utc_now, write_run_record
 from medimg.training.sampling import label_balanced_crop
 from medimg.training.seeding import restore_rng_state, rng_state, seed_everything
@@ -26,17 +35,24 @@ from medimg.training.seeding import restore_rng_state, rng_state, seed_everythin
 __all__ = [
     "BEST",
     "LAST",
+    "MODEL_RECORD",
+    "SEGMENTATION_LOSSES",
     "CheckpointError",
     "FitResult",
+    "ModelBundle",
     "TrainConfig",
     "autocast",
+    "epoch_batches",
     "fit",
+    "holdout_split",
     "label_balanced_crop",
     "load_checkpoint",
+    "load_model_bundle",
     "package_versions",
     "restore_rng_state",
     "rng_state",
     "save_checkpoint",
+    "save_model_bundle",
     "seed_everything",
     "segmentation_loss",
     "select_device",

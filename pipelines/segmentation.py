@@ -1,0 +1,470 @@
+"""Segmentation pipeline: :func:`train`, :func:`predict` and :func:`evaluate` on a manifest.
+
+Each step is a call into :mod:`medimg`: the manifest is validated (:mod:`medimg.manifests`),
+the dataset fingerprint configures the modality's one preprocessing chain
+(:func:`medimg.transforms.preprocessing_for`), the network comes from
+:func:`medimg.networks.build_network`, training from :func:`medimg.training.fit`, inference from
+:func:`medimg.inference.predict_volume` and the way back to each image's stored grid from
+:func:`medimg.transforms.to_source_grid`; scores and reports from :mod:`medimg.evaluation`.
+
+Everything lands under ``cfg.out_dir``::
+
+    model/         model.json, fingerprint.json, best.pt, last.pt, run.json, curves.png,
+                   tensorboard/
+    predictions/   <case_id>.nii.gz on each image's stored grid, run.json
+    evaluation/    cases.csv, summary.json, <case_id>.png overlays, run.json
+
+Notebook use: ``from pipelines.segmentation import SegmentationConfig, train, predict, evaluate``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import torch
+
+from medimg.errors import CaseError, ConfigError, GeometryError, MedimgError
+from medimg.evaluation import (
+    CaseScores,
+    save_overlay_figure,
+    save_training_curves,
+    score_case,
+    summarize,
+    write_case_csv,
+    write_json,
+)
+from medimg.fingerprint import Fingerprint, load_or_compute_fingerprint
+from medimg.inference import InferenceConfig, plan_inference, predict_volume
+from medimg.io import load_volume, save_volume
+from medimg.keys import Keys
+from medimg.manifests import Manifest, ResolvedCase, load_manifest, resolve_cases
+from medimg.networks import NetworkConfig, Task, build_network, lookup_network
+from medimg.training import (
+    BEST,
+    LAST,
+    SEGMENTATION_LOSSES,
+    FitResult,
+    TrainConfig,
+    epoch_batches,
+    fit,
+    holdout_split,
+    label_balanced_crop,
+    load_model_bundle,
+    save_model_bundle,
+    seed_everything,
+    segmentation_loss,
+    utc_now,
+    write_run_record,
+)
+from medimg.transforms import RECORD_KEY, PreprocessConfig, preprocessing_for, to_source_grid
+from medimg.transforms.modality import target_spacing_for
+
+__all__ = [
+    "CasePrediction",
+    "EvaluateResult",
+    "PredictResult",
+    "SegmentationConfig",
+    "TrainResult",
+    "evaluate",
+    "predict",
+    "predict_case",
+    "train",
+]
+
+logger = logging.getLogger(__name__)
+
+IMAGE, LABEL = Keys.IMAGE.value, Keys.LABEL.value
+
+
+@dataclass(frozen=True, kw_only=True)
+class SegmentationConfig:
+    """Everything a segmentation run needs; saved in each stage's ``run.json``.
+
+    Attributes
+    ----------
+    manifest, out_dir : Path
+        Dataset manifest; run folder (see the module docstring for its layout).
+    preprocess : PreprocessConfig
+        Preprocessing options; unset ones come from the dataset fingerprint (nnU-Net style).
+    network : str
+        A segmentation network of :mod:`medimg.networks` (``dynunet``, ``unet``, ...).
+    base_features : int
+        Network size: channels of the first level.
+    deep_supervision : bool
+        DynUNet only.
+    roi_size_vox : (int, int, int)
+        Training patch and sliding-window size, RAS voxel order.
+    batch_size, samples_per_case : int
+        Patches per optimizer step; patches drawn from each case per epoch (label-balanced).
+    loss : {"dice_ce", "dice", "ce"}
+        Training loss.
+    train : TrainConfig
+        Epochs or iterations, optimizer, LR schedule, early stopping, device, precision.
+    validation_fraction : float
+        Share of training cases held out for validation when the manifest has no validation
+        split (at least one case when there are two or more).
+    sw_overlap : float
+        Sliding-window overlap at validation and prediction, in [0, 1).
+    tolerance_mm : float
+        Surface Dice tolerance.
+    seed : int
+        Seeds the generators once, the split and every epoch's patches.
+    """
+
+    manifest: Path
+    out_dir: Path
+    preprocess: PreprocessConfig = field(default_factory=PreprocessConfig)
+    network: str = "dynunet"
+    base_features: int = 16
+    deep_supervision: bool = True
+    roi_size_vox: tuple[int, int, int] = (96, 96, 96)
+    batch_size: int = 2
+    samples_per_case: int = 2
+    loss: str = "dice_ce"
+    train: TrainConfig = field(default_factory=TrainConfig)
+    validation_fraction: float = 0.2
+    sw_overlap: float = 0.5
+    tolerance_mm: float = 2.0
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "manifest", Path(self.manifest))
+        object.__setattr__(self, "out_dir", Path(self.out_dir))
+        name = lookup_network(self.network)
+        if name.task is not Task.SEGMENTATION:
+            raise ConfigError(f"network must be a segmentation network, got {self.network!r}")
+        object.__setattr__(self, "network", name.value)
+        if self.loss not in SEGMENTATION_LOSSES:
+            raise ConfigError(
+                f"loss must be one of {', '.join(SEGMENTATION_LOSSES)}, got {self.loss!r}"
+            )
+        if len(self.roi_size_vox) != 3 or min(self.roi_size_vox) < 1:
+            raise ConfigError(f"roi_size_vox must be 3 positive integers, got {self.roi_size_vox}")
+        if min(self.batch_size, self.samples_per_case) < 1:
+            raise ConfigError(
+                f"batch_size and samples_per_case must be >= 1, "
+                f"got {self.batch_size} and {self.samples_per_case}"
+            )
+        if not 0 <= self.validation_fraction < 1 or not 0 <= self.sw_overlap < 1:
+            raise ConfigError(
+                f"validation_fraction and sw_overlap must be in [0, 1), "
+                f"got {self.validation_fraction} and {self.sw_overlap}"
+            )
+
+    @property
+    def model_dir(self) -> Path:
+        """Where :func:`train` writes the model."""
+        return self.out_dir / "model"
+
+
+@dataclass(frozen=True)
+class TrainResult:
+    """What :func:`train` produced: the fit, the checkpoint and the case split."""
+
+    model_dir: Path
+    checkpoint: Path
+    checkpoint_sha256: str
+    fit: FitResult
+    train_cases: tuple[str, ...]
+    validation_cases: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class CasePrediction:
+    """One case of :func:`predict`; ``status``: ``written``, ``skipped`` (existed), ``failed``."""
+
+    case_id: str
+    path: Path
+    status: str
+    error: str | None = None
+
+
+@dataclass(frozen=True)
+class PredictResult:
+    """Every case of :func:`predict`."""
+
+    out_dir: Path
+    cases: tuple[CasePrediction, ...]
+
+
+@dataclass(frozen=True)
+class EvaluateResult:
+    """Scores and report files of :func:`evaluate`."""
+
+    out_dir: Path
+    cases: tuple[CaseScores, ...]
+    summary: dict[str, Any]
+    figures: tuple[Path, ...]
+
+
+def _foreground(manifest: Manifest) -> dict[int, str]:
+    labels = {d.value: d.name for d in manifest.labels or ()}
+    values = sorted(labels)
+    if not values or values != list(range(len(values))):
+        raise ConfigError(
+            f"labels must be declared as 0..K-1 (background 0) for segmentation, got {values}"
+        )
+    return {v: n for v, n in labels.items() if v != 0}
+
+
+def _split(cfg: SegmentationConfig, cases: tuple[ResolvedCase, ...]) -> tuple[list[Any], list[Any]]:
+    train = [c for c in cases if c.split == "training"]
+    validation = [c for c in cases if c.split == "validation"]
+    if validation:
+        return train, validation
+    return holdout_split(train, fraction=cfg.validation_fraction, seed=cfg.seed)
+
+
+def _apply(chain: Any, data: dict[str, Any]) -> dict[str, Any]:
+    """Run a MONAI chain, re-raising our own error from inside MONAI's ``RuntimeError`` wrapper."""
+    try:
+        result: dict[str, Any] = chain(data)
+    except RuntimeError as exc:
+        cause: BaseException | None = exc
+        while cause is not None and not isinstance(cause, MedimgError | OSError):
+            cause = cause.__cause__
+        if cause is None:
+            raise
+        raise cause from None
+    return result
+
+
+def _preprocessed(chain: Any, cases: list[ResolvedCase]) -> list[dict[str, Any]]:
+    samples = []
+    for case in cases:
+        sample = _apply(chain, {IMAGE: str(case.images[0]), LABEL: str(case.label)})
+        samples.append({IMAGE: sample[IMAGE], LABEL: sample[LABEL], "case_id": case.case_id})
+    return samples
+
+
+def _inference_config(cfg: SegmentationConfig, net_cfg: NetworkConfig) -> InferenceConfig:
+    """Sliding-window settings: the trained network's patch size, the config's overlap/device."""
+    precision: Literal["bfloat16", "float32"] = (
+        "bfloat16" if cfg.train.precision == "bf16" else "float32"
+    )
+    roi = net_cfg.roi_size_vox
+    return InferenceConfig(
+        roi_size_vox=(roi[0], roi[1], roi[2]),
+        overlap=cfg.sw_overlap,
+        device=cfg.train.device,
+        precision=precision,
+        prefetch=False,
+    )
+
+
+def _predict_labels(
+    model: torch.nn.Module, net_cfg: NetworkConfig, image: Any, infer: InferenceConfig
+) -> Any:
+    """Sliding-window labels of one preprocessed image ``(C, X, Y, Z)``.
+
+    The memory plan is made on a fresh network of the same configuration: the planner's
+    meta-device probe (``torch.func.functional_call`` with tied weights) leaves meta parameters
+    behind in networks that register a module under two names, as MONAI's DynUNet does.
+    """
+    tensor = torch.as_tensor(image).as_subclass(torch.Tensor)
+    plan = plan_inference(build_network(net_cfg).eval(), tuple(tensor.shape), infer)
+    with torch.no_grad():
+        return predict_volume(model, tensor, infer, plan=plan)
+
+
+def _validator(
+    cfg: SegmentationConfig, net_cfg: NetworkConfig, samples: list[dict[str, Any]]
+) -> Any:
+    from medimg.evaluation import dice
+
+    def validate(model: torch.nn.Module, device: torch.device) -> float:
+        infer = _inference_config(cfg, net_cfg)
+        scores = []
+        for s in samples:
+            labels = _predict_labels(model, net_cfg, s[IMAGE], infer)
+            ref = np.asarray(s[LABEL][0])
+            scores += [dice(labels == k, ref == k) for k in range(1, net_cfg.out_channels)]
+        return float(np.mean(scores))
+
+    return validate
+
+
+def _setup(cfg: SegmentationConfig) -> tuple[Manifest, Fingerprint, Any]:
+    manifest = load_manifest(cfg.manifest)
+    fingerprint = load_or_compute_fingerprint(cfg.manifest, seed=cfg.seed)
+    chain = preprocessing_for(manifest.channels[0].modality, cfg.preprocess, fingerprint)
+    return manifest, fingerprint, chain
+
+
+def train(cfg: SegmentationConfig, *, resume: bool = False) -> TrainResult:
+    """Train a network on the manifest's training cases; keep the best by validation Dice.
+
+    Raises
+    ------
+    ManifestError
+        When the manifest or its files have problems.
+    OutputExistsError
+        When ``cfg.model_dir`` holds a run and ``resume`` is false.
+    """
+    started = utc_now()
+    seed_everything(cfg.seed)
+    manifest, fingerprint, chain = _setup(cfg)
+    labels = _foreground(manifest)
+    train_cases, val_cases = _split(cfg, resolve_cases(manifest, cfg.manifest))
+    samples, val_samples = _preprocessed(chain, train_cases), _preprocessed(chain, val_cases)
+    net_cfg = NetworkConfig(
+        name=cfg.network,
+        in_channels=len(manifest.channels),
+        out_channels=len(labels) + 1,
+        roi_size_vox=cfg.roi_size_vox,
+        spacing_mm=target_spacing_for(cfg.preprocess, fingerprint),
+        base_features=cfg.base_features,
+        deep_supervision=cfg.deep_supervision and cfg.network == "dynunet",
+    )
+    crop = label_balanced_crop(
+        cfg.roi_size_vox, num_classes=len(labels) + 1, num_samples=cfg.samples_per_case
+    )
+    result = fit(
+        build_network(net_cfg),
+        segmentation_loss(cfg.loss, deep_supervision=net_cfg.deep_supervision),
+        lambda e: epoch_batches(samples, crop, batch_size=cfg.batch_size, seed=cfg.seed, epoch=e),
+        cfg.train,
+        out_dir=cfg.model_dir,
+        validate=_validator(cfg, net_cfg, val_samples) if val_samples else None,
+        resume=resume,
+    )
+    checkpoint = cfg.model_dir / (BEST if BEST in result.checkpoints else LAST)
+    save_model_bundle(
+        cfg.model_dir, network=net_cfg, preprocess=cfg.preprocess,
+        modality=manifest.channels[0].modality.value, outputs=labels,
+        fingerprint=fingerprint, checkpoint=checkpoint.name,
+    )  # fmt: skip
+    save_training_curves(dict(result.history), cfg.model_dir / "curves.png", overwrite=True)
+    split = {
+        "train": [c.case_id for c in train_cases],
+        "validation": [c.case_id for c in val_cases],
+    }
+    write_run_record(
+        cfg.model_dir, config=cfg, seed=cfg.seed, started=started, manifest=cfg.manifest,
+        extra={"fit": result, "cases": split, "fingerprint": json.loads(fingerprint.to_json())},
+    )  # fmt: skip
+    return TrainResult(
+        model_dir=cfg.model_dir,
+        checkpoint=checkpoint,
+        checkpoint_sha256=result.checkpoints[checkpoint.name],
+        fit=result,
+        train_cases=tuple(split["train"]),
+        validation_cases=tuple(split["validation"]),
+    )
+
+
+def predict_case(
+    case: ResolvedCase,
+    chain: Any,
+    model: tuple[torch.nn.Module, NetworkConfig],
+    infer: InferenceConfig,
+    out: Path,
+) -> Path:
+    """Predict one case and write its label map on the image's stored grid; return the path.
+
+    ``model`` is the trained network with its configuration.
+    """
+    sample = _apply(chain, {IMAGE: str(case.images[0])})
+    labels = _predict_labels(model[0], model[1], sample[IMAGE], infer)
+    on_source = to_source_grid(labels[None], sample[RECORD_KEY], interp="nearest")
+    return save_volume(on_source, out, like=sample[RECORD_KEY].source_affine, overwrite=True)
+
+
+def predict(
+    cfg: SegmentationConfig, *, split: str = "test", overwrite: bool = False, fail_fast: bool = True
+) -> PredictResult:
+    """Predict every case of ``split`` onto its stored grid, skipping cases already written.
+
+    With ``fail_fast`` (the default) every file is checked before work starts and a problem
+    raises (:class:`~medimg.errors.ManifestError` listing them all, or
+    :class:`~medimg.errors.CaseError` naming the case). Without it only the manifest's schema
+    is checked up front, and a failing case is recorded (status ``failed``, with the reason)
+    while the batch goes on.
+    """
+    started = utc_now()
+    bundle = load_model_bundle(cfg.model_dir)
+    model, net_cfg = bundle.model, bundle.network
+    chain = preprocessing_for(bundle.modality, bundle.preprocess, bundle.fingerprint)
+    infer = _inference_config(cfg, net_cfg)
+    out_dir = cfg.out_dir / "predictions"
+    manifest = load_manifest(cfg.manifest, check_files=fail_fast)
+    results = []
+    for case in (c for c in resolve_cases(manifest, cfg.manifest) if c.split == split):
+        path = out_dir / f"{case.case_id}.nii.gz"
+        if path.exists() and not overwrite:
+            results.append(CasePrediction(case.case_id, path, "skipped"))
+            continue
+        try:
+            predict_case(case, chain, (model, net_cfg), infer, path)
+        except (MedimgError, OSError) as exc:
+            if fail_fast:
+                raise CaseError(f"case {case.case_id}: prediction failed: {exc}") from exc
+            results.append(CasePrediction(case.case_id, path, "failed", str(exc)))
+            continue
+        results.append(CasePrediction(case.case_id, path, "written"))
+        logger.info("predicted %s -> %s", case.case_id, path)
+    write_run_record(
+        out_dir, config=cfg, seed=cfg.seed, started=started, manifest=cfg.manifest,
+        extra={"split": split, "cases": results},
+    )  # fmt: skip
+    return PredictResult(out_dir=out_dir, cases=tuple(results))
+
+
+def _score(case: ResolvedCase, prediction: Path, labels: dict[int, str], tol: float) -> CaseScores:
+    ref, pred = load_volume(str(case.label)), load_volume(prediction)
+    if ref.spatial_shape != pred.spatial_shape or not np.allclose(
+        ref.affine, pred.affine, atol=1e-3
+    ):
+        raise GeometryError(
+            f"prediction {prediction} must be on the grid of {case.label}, got shape "
+            f"{pred.spatial_shape} vs {ref.spatial_shape} or a different affine"
+        )
+    return score_case(
+        case.case_id, pred.array[0], ref.array[0],
+        spacing_mm=ref.spacing_mm, labels=labels, tolerance_mm=tol,
+    )  # fmt: skip
+
+
+def _overlay(case: ResolvedCase, prediction: Path, out: Path, title: str) -> Path:
+    image, ref, pred = (load_volume(p) for p in (case.images[0], str(case.label), prediction))
+    return save_overlay_figure(
+        image.array[0], pred.array[0], ref.array[0], out, title=title, overwrite=True
+    )
+
+
+def evaluate(
+    cfg: SegmentationConfig, *, split: str = "test", overwrite: bool = False
+) -> EvaluateResult:
+    """Score :func:`predict`'s outputs against the references on the stored grids; report.
+
+    Writes ``cases.csv``, ``summary.json``, overlays of the best and worst case and
+    ``run.json`` into ``cfg.out_dir/evaluation``.
+    """
+    started = utc_now()
+    manifest = load_manifest(cfg.manifest)
+    labels = _foreground(manifest)
+    out_dir = cfg.out_dir / "evaluation"
+    cases = [c for c in resolve_cases(manifest, cfg.manifest) if c.split == split and c.label]
+    if not cases:
+        raise ConfigError(f"split {split!r} of {cfg.manifest} must have labelled cases, got none")
+    preds = {c.case_id: cfg.out_dir / "predictions" / f"{c.case_id}.nii.gz" for c in cases}
+    scores = [_score(c, preds[c.case_id], labels, cfg.tolerance_mm) for c in cases]
+    write_case_csv(scores, out_dir / "cases.csv", overwrite=overwrite)
+    summary = summarize(scores)
+    write_json(summary, out_dir / "summary.json", overwrite=overwrite)
+    ranked = sorted(range(len(cases)), key=lambda i: scores[i].mean_dice)
+    figures = tuple(
+        _overlay(cases[i], preds[cases[i].case_id], out_dir / f"{cases[i].case_id}.png",
+                 f"{cases[i].case_id}: mean Dice {scores[i].mean_dice:.3f}")
+        for i in sorted({ranked[0], ranked[-1]})
+    )  # fmt: skip
+    write_run_record(
+        out_dir, config=cfg, seed=cfg.seed, started=started, manifest=cfg.manifest,
+        extra={"split": split, "summary": summary},
+    )  # fmt: skip
+    return EvaluateResult(out_dir=out_dir, cases=tuple(scores), summary=summary, figures=figures)
