@@ -13,6 +13,7 @@ without ever holding it.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any, TypeVar
 
 import numpy as np
@@ -68,29 +69,43 @@ def _check_prediction(prediction: torch.Tensor, record: PreprocessRecord) -> Non
         )
 
 
+def _fill(n_channels: int, fill: float | Sequence[float]) -> torch.Tensor:
+    values = [float(fill)] * n_channels if isinstance(fill, (int, float)) else list(fill)
+    if len(values) != n_channels:
+        raise GeometryError(
+            f"fill must be one value or one per channel ({n_channels}), got {len(values)} values"
+        )
+    return torch.tensor(values, dtype=torch.float32)
+
+
 def _block(
     prediction: torch.Tensor,
     record: PreprocessRecord,
     ranges: list[tuple[int, int]],
     interp: Interp,
-    fill: float,
+    fill: torch.Tensor,
 ) -> torch.Tensor:
-    """The RAS-ordered block ``ranges`` of the prediction resampled onto the RAS grid."""
+    """The block ``ranges`` of the RAS grid, each axis already running in its stored direction.
+
+    Flips are folded into the resampling coordinates (read backwards), so undoing the
+    orientation afterwards is a permutation only: no flipped copy of the full-size output.
+    """
     scale, offset = _grid_to_ras_map(record)
     priority = [1.0 / abs(float(s)) for s in scale]  # the whole grid's ratios, for every slab
-    inside = [
-        (max(r0, c0), min(r1, c1))
-        for (r0, r1), (c0, c1) in zip(ranges, record.crop_box, strict=True)
-    ]
+    flipped = {axis for axis, flip in record.ornt if flip < 0}
+    coords, where = [], []
+    for p, ((r0, r1), (c0, c1)) in enumerate(zip(ranges, record.crop_box, strict=True)):
+        ras_index = np.arange(r0, r1)[::-1] if p in flipped else np.arange(r0, r1)
+        inside = np.flatnonzero((ras_index >= c0) & (ras_index < c1))
+        coords.append(scale[p] * ras_index[inside] + offset[p])
+        where.append(slice(int(inside[0]), int(inside[-1]) + 1) if inside.size else slice(0, 0))
     sizes = [r1 - r0 for r0, r1 in ranges]
-    if all(a < b for a, b in inside) and inside == ranges:
-        coords = [scale[p] * np.arange(a, b) + offset[p] for p, (a, b) in enumerate(inside)]
+    if all(w.stop - w.start == n for w, n in zip(where, sizes, strict=True)):
         return resample_separable(prediction, coords, interp, priority=priority)
     dtype = torch.float32 if interp != "nearest" else prediction.dtype
-    out = torch.full((prediction.shape[0], *sizes), fill, dtype=dtype)
-    if all(a < b for a, b in inside):
-        coords = [scale[p] * np.arange(a, b) + offset[p] for p, (a, b) in enumerate(inside)]
-        where = tuple(slice(a - r0, b - r0) for (a, b), (r0, _) in zip(inside, ranges, strict=True))
+    out = torch.empty((prediction.shape[0], *sizes), dtype=dtype)
+    out[:] = fill.view(-1, *([1] * len(sizes))).to(dtype)
+    if all(c.size for c in coords):
         out[(slice(None), *where)] = resample_separable(
             prediction, coords, interp, priority=priority
         )
@@ -98,11 +113,8 @@ def _block(
 
 
 def _undo_orientation(block: torch.Tensor, ornt: tuple[tuple[int, int], ...]) -> torch.Tensor:
-    """Permute and flip a channel-first RAS block back into stored axis order."""
-    perm = [0, *(axis + 1 for axis, _ in ornt)]
-    out = block.permute(perm)
-    flips = [i + 1 for i, (_, flip) in enumerate(ornt) if flip < 0]
-    return out.flip(flips) if flips else out.contiguous()
+    """Permute a channel-first block from RAS axis order back into stored axis order (a view)."""
+    return block.permute([0, *(axis + 1 for axis, _ in ornt)])
 
 
 def to_source_grid(
@@ -110,7 +122,7 @@ def to_source_grid(
     record: PreprocessRecord,
     *,
     interp: Interp = "linear",
-    fill: float = 0.0,
+    fill: float | Sequence[float] = 0.0,
     z_range: tuple[int, int] | None = None,
 ) -> ArrayT:
     """Resample a prediction from the preprocessed grid onto the stored (source) grid.
@@ -123,9 +135,9 @@ def to_source_grid(
         The record the chain kept for the sample (``sample["preprocess_record"]``).
     interp : {"linear", "cubic", "nearest"}
         ``"nearest"`` for label maps (keeps their dtype), ``"linear"`` for probabilities.
-    fill : float
-        Value outside the crop box (0 for labels; for probabilities of a background class,
-        set that channel to 1 afterwards or crop on a background-free region).
+    fill : float or sequence of float
+        Value outside the crop box, for all channels or one per channel (probabilities:
+        ``(1.0, 0.0, ...)`` makes the area outside the crop background).
     z_range : (int, int), optional
         ``[z0, z1)`` along the stored grid's last axis: only that slab is computed.
 
@@ -133,6 +145,7 @@ def to_source_grid(
     -------
     (C, *record.source_shape) tensor or ndarray
         Same kind as ``prediction``; the last axis is ``z1 - z0`` long when ``z_range`` is given.
+        For stored orders other than RAS's axis order it is a permuted view (not C-contiguous).
 
     Raises
     ------
@@ -145,6 +158,6 @@ def to_source_grid(
     tensor = tensor.as_subclass(torch.Tensor)
     _check_prediction(tensor, record)
     ranges = _ras_ranges(record, z_range)
-    block = _block(tensor, record, ranges, interp, fill)
+    block = _block(tensor, record, ranges, interp, _fill(int(tensor.shape[0]), fill))
     out = _undo_orientation(block, record.ornt)
     return out.numpy() if as_numpy else out  # type: ignore[return-value]  # kind follows input

@@ -169,11 +169,13 @@ def _resample_inner(x: torch.Tensor, plan: _AxisPlan) -> torch.Tensor:
     A gather along the contiguous axis is slow in torch; a matrix product of each block of
     input columns with its small weight matrix is not, and it casts to float32 block by block.
     """
-    rows = x.reshape(-1, x.shape[-1])  # a view for the chunks _in_plane hands over
-    out = torch.empty((rows.shape[0], plan.n_out), dtype=torch.float32)
-    for c0, c1, lo, w in plan.blocks:
-        torch.mm(rows[:, lo : lo + w.shape[0]].to(torch.float32), w, out=out[:, c0:c1])
-    return out.view(*x.shape[:-1], plan.n_out)
+    out = torch.empty((*x.shape[:-1], plan.n_out), dtype=torch.float32)
+    for c in range(x.shape[0]):  # per channel: rows of a chunk collapse without a copy
+        rows = x[c].reshape(-1, x.shape[-1])
+        rows_out = out[c].view(-1, plan.n_out)
+        for c0, c1, lo, w in plan.blocks:
+            torch.mm(rows[:, lo : lo + w.shape[0]].to(torch.float32), w, out=rows_out[:, c0:c1])
+    return out
 
 
 def _gather_axis(x: torch.Tensor, axis: int, plan: _AxisPlan) -> torch.Tensor:

@@ -128,8 +128,38 @@ def test_slabs_concatenated_equal_the_whole(name: str) -> None:
     whole = to_source_grid(prob, record)
     n = shape[-1]
     slabs = [to_source_grid(prob, record, z_range=(z, min(z + 4, n))) for z in range(0, n, 4)]
-    assert torch.equal(torch.cat(slabs, dim=-1), whole)
+    # Probabilities: equal up to float32 rounding (a slab's banded products see fewer columns,
+    # so BLAS may order a sum's additions differently); labels (pure gathers): bit for bit.
+    torch.testing.assert_close(torch.cat(slabs, dim=-1), whole, atol=1e-6, rtol=0.0)
     assert tuple(whole.shape) == (2, *shape)
+    labels = sample["label"].as_tensor()
+    whole_labels = to_source_grid(labels, record, interp="nearest")
+    label_slabs = [
+        to_source_grid(labels, record, interp="nearest", z_range=(z, min(z + 3, n)))
+        for z in range(0, n, 3)
+    ]
+    assert torch.equal(torch.cat(label_slabs, dim=-1), whole_labels)
+
+
+def test_fill_per_channel_outside_the_crop() -> None:
+    ph = _phantom((40, 32, 12), (4.0, 4.5, 7.0), "LPS", (0.0, 0.0, 0.0))
+    image = ph.image.array.copy()
+    image[:, -8:] = -1000.0  # stored axis 0 runs right-to-left: this is air on the right
+    vol = Volume(array=image, affine=ph.image.affine, source=ph.image.source)
+    cfg = PreprocessConfig(
+        target_spacing_mm=(3.0, 3.0, 3.0), hu_window="soft_tissue", crop_foreground_above=-500.0
+    )
+    sample = preprocessing_for("CT", cfg)({"image": vol})
+    record = sample[RECORD_KEY]
+    prob = torch.zeros((2, *record.grid_shape))
+    prob[1] = 1.0
+    back = to_source_grid(prob, record, fill=(1.0, 0.0))
+    assert float(back[0, -8:].min()) == 1.0
+    assert float(back[1, -8:].max()) == 0.0
+    assert float(back[1].max()) == 1.0
+    assert torch.equal(back.sum(0), torch.ones(back.shape[1:]))  # every voxel one class
+    with pytest.raises(GeometryError, match=r"fill must be one value or one per channel \(2\)"):
+        to_source_grid(prob, record, fill=(1.0, 0.0, 0.0))
 
 
 def test_numpy_in_numpy_out() -> None:
