@@ -127,6 +127,8 @@ def _densenet121(cfg: NetworkConfig) -> nn.Module:
         spatial_dims=cfg.spatial_dims,
         in_channels=cfg.in_channels,
         out_channels=cfg.out_channels,
+        init_features=max(1, round(64 * cfg.width_factor)),
+        growth_rate=max(1, round(32 * cfg.width_factor)),
         dropout_prob=cfg.dropout,
         pretrained=False,
     )
@@ -142,6 +144,8 @@ def _resnet(depth: int) -> Callable[[NetworkConfig], nn.Module]:
             spatial_dims=cfg.spatial_dims,
             n_input_channels=cfg.in_channels,
             num_classes=cfg.out_channels,
+            widen_factor=cfg.width_factor,
+            conv1_t_stride=cfg.stem_stride,
         )
 
     return build

@@ -103,6 +103,13 @@ class NetworkConfig:
         DynUNet only: in training mode also return lower-resolution outputs for the loss.
     dropout : float
         Dropout probability in [0, 1).
+    width_factor : float
+        Classifiers only: scales every layer's channels (ResNet's ``widen_factor``, DenseNet's
+        initial features and growth rate); 1.0 is the published architecture. EfficientNet-B0
+        keeps its own width (1.0 only).
+    stem_stride : int
+        ResNet only: stride of the first convolution (MONAI's default 1; 2 as in the ImageNet
+        ResNet, 4x fewer operations per layer in 2D and 8x in 3D for small inputs).
     """
 
     name: str
@@ -114,6 +121,8 @@ class NetworkConfig:
     base_features: int = 16
     deep_supervision: bool = False
     dropout: float = 0.0
+    width_factor: float = 1.0
+    stem_stride: int = 1
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "name", lookup_network(self.name).value)
@@ -131,6 +140,7 @@ class NetworkConfig:
             )
         if self.network is NetworkName.SWINUNETR:
             self._check_swin()
+        self._check_classifier_options()
 
     def _check_sizes(self) -> None:
         n = self.spatial_dims
@@ -144,6 +154,21 @@ class NetworkConfig:
         ):
             raise ConfigError(
                 f"spacing_mm must be {n} values > 0 (spatial_dims={n}), got {self.spacing_mm}"
+            )
+
+    def _check_classifier_options(self) -> None:
+        resnet = self.network in (NetworkName.RESNET18, NetworkName.RESNET50)
+        if self.width_factor != 1.0 and not (resnet or self.network is NetworkName.DENSENET121):
+            raise ConfigError(
+                f"width_factor applies to resnet18, resnet50 and densenet121 only, got "
+                f"{self.width_factor} for {self.name!r}; leave it at 1.0"
+            )
+        if not 0 < self.width_factor <= 4:
+            raise ConfigError(f"width_factor must be in (0, 4], got {self.width_factor}")
+        if (self.stem_stride != 1 and not resnet) or self.stem_stride not in (1, 2):
+            raise ConfigError(
+                f"stem_stride must be 1, or 2 for resnet18/resnet50, got {self.stem_stride} "
+                f"for {self.name!r}"
             )
 
     def _check_swin(self) -> None:

@@ -119,3 +119,36 @@ def test_swin_and_size_errors() -> None:
         build_network(NetworkConfig(name="unet", roi_size_vox=(16, 16, 4)))
     with pytest.raises(ConfigError, match=r"allow one pooling .* got \(4, 4, 4\)"):
         build_network(NetworkConfig(name="dynunet", roi_size_vox=(4, 4, 4)))
+
+
+def test_classifier_width_and_stem_stride() -> None:
+    # ResNet-18 at width 0.25 has channels 16/32/64/128 instead of 64/128/256/512
+    base = NetworkConfig(name="resnet18", out_channels=2, roi_size_vox=(28, 28, 28))
+    small = NetworkConfig(
+        name="resnet18", out_channels=2, roi_size_vox=(28, 28, 28), width_factor=0.25, stem_stride=2
+    )
+    narrow, wide = build_network(small), build_network(base)
+    assert narrow.fc.in_features == 128
+    assert wide.fc.in_features == 512
+    assert narrow.conv1.stride == (2, 2, 2)
+    assert wide.conv1.stride == (1, 1, 1)
+    with torch.no_grad():
+        assert narrow.eval()(torch.zeros(2, 1, 28, 28, 28)).shape == (2, 2)
+    dense = build_network(
+        NetworkConfig(name="densenet121", roi_size_vox=(32,) * 3, width_factor=0.5)
+    )
+    assert dense.class_layers.out.in_features == 512  # 32 + (6+12+24+16)*16 halved by 3 transitions
+    with pytest.raises(
+        ConfigError,
+        match=r"width_factor applies to resnet18, resnet50 and densenet121 only, got 0.5 for 'efficientnet-b0'",
+    ):
+        NetworkConfig(name="efficientnet-b0", width_factor=0.5)
+    with pytest.raises(ConfigError, match=r"width_factor must be in \(0, 4\], got 0.0"):
+        NetworkConfig(name="resnet18", width_factor=0.0)
+    with pytest.raises(
+        ConfigError,
+        match=r"stem_stride must be 1, or 2 for resnet18/resnet50, got 2 for 'densenet121'",
+    ):
+        NetworkConfig(name="densenet121", stem_stride=2)
+    with pytest.raises(ConfigError, match=r"stem_stride must be 1, or 2 .* got 3 for 'resnet18'"):
+        NetworkConfig(name="resnet18", stem_stride=3)
