@@ -27,13 +27,17 @@ Back: a 2-class probability map on the 1.5 mm grid brought onto the original 512
 
 Each method runs in its own subprocess; times are per volume inside the process (imports and
 file generation excluded), medians over ``--repeats``; memory is the subprocess's peak resident
-set (``ru_maxrss``), imports included.
+set (``ru_maxrss``), imports included. Every method gets the same thread count (``--threads``,
+default 1: on a machine shared with other jobs, two torch threads fighting for a busy core made
+every method slower and the timings erratic).
 """
 
 from __future__ import annotations
 
 import argparse
+import copy
 import json
+import os
 import resource
 import statistics
 import subprocess
@@ -218,10 +222,16 @@ def monai_back() -> Callable[[Path], Callable[[], Any]]:
         chain = monai_chain()
         out = chain({"image": str(path)})["image"]
         prob = _probabilities(tuple(out.shape[1:]))
-        pred = MetaTensor(prob, affine=out.affine, meta=dict(out.meta))
-        pred.applied_operations = list(out.applied_operations)
+        affine, meta, ops = out.affine, dict(out.meta), list(out.applied_operations)
         del out
-        return lambda: chain.inverse({"image": pred})["image"]
+
+        def run() -> Any:
+            # inverse() consumes the trace: give each repeat a fresh one (no voxel copy)
+            pred = MetaTensor(prob, affine=affine.clone(), meta=copy.deepcopy(meta))
+            pred.applied_operations = copy.deepcopy(ops)
+            return chain.inverse({"image": pred})["image"]
+
+        return run
 
     return setup
 
@@ -239,8 +249,13 @@ BACK = {
 }
 
 
-def worker(method: str, path: Path, repeats: int, save: Path | None) -> dict[str, Any]:
+def worker(
+    method: str, path: Path, repeats: int, save: Path | None, threads: int
+) -> dict[str, Any]:
     """Run one method ``repeats`` times in this process; return times and peak memory."""
+    import torch
+
+    torch.set_num_threads(threads)
     times = []
     out: Any = None
     if method in FORWARD:
@@ -269,7 +284,9 @@ def worker(method: str, path: Path, repeats: int, save: Path | None) -> dict[str
     }
 
 
-def _spawn(method: str, path: Path, repeats: int, save: Path | None) -> dict[str, Any]:
+def _spawn(
+    method: str, path: Path, repeats: int, save: Path | None, threads: int
+) -> dict[str, Any]:
     cmd = [
         sys.executable,
         __file__,
@@ -279,10 +296,17 @@ def _spawn(method: str, path: Path, repeats: int, save: Path | None) -> dict[str
         str(path),
         "--repeats",
         str(repeats),
+        "--threads",
+        str(threads),
     ]
     if save is not None:
         cmd += ["--save", str(save)]
-    done = subprocess.run(cmd, capture_output=True, text=True, check=False)
+    env = {
+        **os.environ,
+        "OMP_NUM_THREADS": str(threads),
+        "ITK_GLOBAL_DEFAULT_NUMBER_OF_THREADS": str(threads),
+    }
+    done = subprocess.run(cmd, capture_output=True, text=True, check=False, env=env)
     if done.returncode != 0:
         return {"method": method, "error": done.stderr.strip().splitlines()[-1:]}
     result: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
@@ -304,12 +328,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--keep-dir", type=Path, default=None, help="reuse/keep the test file here")
     parser.add_argument("--methods", default=",".join([*FORWARD, *BACK]))
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=1,
+        help="threads per method (torch, OpenMP, ITK); same for all",
+    )
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     parser.add_argument("--file", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--save", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.worker:
-        print(json.dumps(worker(args.worker, args.file, args.repeats, args.save)))
+        print(json.dumps(worker(args.worker, args.file, args.repeats, args.save, args.threads)))
         return 0
     with tempfile.TemporaryDirectory() as tmp:
         folder = args.keep_dir or Path(tmp)
@@ -321,7 +351,7 @@ def main(argv: list[str] | None = None) -> int:
         results = {}
         for method in args.methods.split(","):
             save = folder / f"{method}.npy" if method in ("medimg", "monai") else None
-            results[method] = _spawn(method, path, args.repeats, save)
+            results[method] = _spawn(method, path, args.repeats, save, args.threads)
             print(json.dumps(results[method]), flush=True)
         _report(results, folder)
     return 0

@@ -213,26 +213,7 @@ def _spatial(config: AugmentConfig, ndim: int) -> list[RecordedRandom]:
         )
     ]
     if config.p_elastic > 0:
-        elastic = (
-            Rand3DElasticd(
-                keys,
-                sigma_range=(5, 8),
-                magnitude_range=(50, 150),
-                prob=config.p_elastic,
-                mode=modes,
-                allow_missing_keys=True,
-            )
-            if ndim == 3
-            else Rand2DElasticd(
-                keys,
-                spacing=(20, 20),
-                magnitude_range=(1, 2),
-                prob=config.p_elastic,
-                mode=modes,
-                allow_missing_keys=True,
-            )
-        )
-        steps.append(RecordedRandom(elastic, "elastic"))
+        steps.append(RecordedRandom(_elastic(config, ndim, keys, modes), "elastic"))
     if any(axis >= ndim for axis in config.flip_axes):
         raise ConfigError(
             f"flip_axes must name axes of a {ndim}D image (0..{ndim - 1}), got {config.flip_axes}"
@@ -241,6 +222,27 @@ def _spatial(config: AugmentConfig, ndim: int) -> list[RecordedRandom]:
         flip = RandFlipd(keys, prob=config.p_flip, spatial_axis=axis, allow_missing_keys=True)
         steps.append(RecordedRandom(flip, f"flip_{axis}"))
     return steps
+
+
+def _elastic(config: AugmentConfig, ndim: int, keys: list[str], modes: list[str]) -> Any:
+    """MONAI's 3D or 2D elastic deformation (control-point spacing and magnitude in voxels)."""
+    if ndim == 3:
+        return Rand3DElasticd(
+            keys,
+            sigma_range=(5, 8),
+            magnitude_range=(50, 150),
+            prob=config.p_elastic,
+            mode=modes,
+            allow_missing_keys=True,
+        )
+    return Rand2DElasticd(
+        keys,
+        spacing=(20, 20),
+        magnitude_range=(1, 2),
+        prob=config.p_elastic,
+        mode=modes,
+        allow_missing_keys=True,
+    )
 
 
 def _intensity(config: AugmentConfig, ndim: int) -> list[RecordedRandom]:
