@@ -65,7 +65,7 @@ class PreprocessConfig:
     mr_mask_key : str, optional
         Sample key of a mask image to z-score over instead (loaded and reoriented with the image).
     n4_bias_correction : bool
-        MRI: run SimpleITK's N4 before normalisation.
+        MRI: run SimpleITK's N4 on the resampled image, before normalisation.
     xray_percentiles : (low, high)
         X-ray intensity window, in percent.
     xray_equalize : bool

@@ -212,7 +212,9 @@ def preprocessing_for(
     -------
     monai.transforms.Compose
         Maps ``{"image": path, "label": path}`` to float32 image and label ``MetaTensor`` s on
-        the target grid plus ``sample["preprocess_record"]`` (3D modalities).
+        the target grid plus ``sample["preprocess_record"]`` (3D modalities). PyTorch's
+        ``default_collate`` cannot batch the record: training loaders drop it with
+        ``DeleteItemsd(RECORD_KEY)``; inference keeps it for ``to_source_grid``.
 
     Raises
     ------
