@@ -296,6 +296,21 @@ def _setup(cfg: SegmentationConfig) -> tuple[Manifest, Fingerprint, Any]:
     return manifest, fingerprint, chain
 
 
+def _network_config(
+    cfg: SegmentationConfig, manifest: Manifest, fingerprint: Fingerprint
+) -> NetworkConfig:
+    """The network for this dataset: channels from the manifest, spacing from preprocessing."""
+    return NetworkConfig(
+        name=cfg.network,
+        in_channels=len(manifest.channels),
+        out_channels=len(_foreground(manifest)) + 1,
+        roi_size_vox=cfg.roi_size_vox,
+        spacing_mm=target_spacing_for(cfg.preprocess, fingerprint),
+        base_features=cfg.base_features,
+        deep_supervision=cfg.deep_supervision and cfg.network == "dynunet",
+    )
+
+
 def train(cfg: SegmentationConfig, *, resume: bool = False) -> TrainResult:
     """Train a network on the manifest's training cases; keep the best by validation Dice.
 
@@ -312,15 +327,7 @@ def train(cfg: SegmentationConfig, *, resume: bool = False) -> TrainResult:
     labels = _foreground(manifest)
     train_cases, val_cases = _split(cfg, resolve_cases(manifest, cfg.manifest))
     samples, val_samples = _preprocessed(chain, train_cases), _preprocessed(chain, val_cases)
-    net_cfg = NetworkConfig(
-        name=cfg.network,
-        in_channels=len(manifest.channels),
-        out_channels=len(labels) + 1,
-        roi_size_vox=cfg.roi_size_vox,
-        spacing_mm=target_spacing_for(cfg.preprocess, fingerprint),
-        base_features=cfg.base_features,
-        deep_supervision=cfg.deep_supervision and cfg.network == "dynunet",
-    )
+    net_cfg = _network_config(cfg, manifest, fingerprint)
     crop = label_balanced_crop(
         cfg.roi_size_vox, num_classes=len(labels) + 1, num_samples=cfg.samples_per_case
     )
