@@ -147,6 +147,8 @@ def _run(
     config: InferenceConfig,
     plan: InferencePlan,
 ) -> Iterator[Slab]:
+    # Only the network runs in inference mode and autocast; stitching runs under no_grad on
+    # ordinary tensors, and slabs are yielded outside every mode, so none leaks to the caller.
     importance = gaussian_importance_map(grid.roi, config.sigma_scale)
     batches = prefetched(
         lambda: _batches(source, grid, plan.batch_size, config.channels_last),
@@ -155,24 +157,41 @@ def _run(
     stitcher: Stitcher | None = None
     row = 0
     bar = _progress(grid.n_windows, config.progress)
-    with torch.inference_mode(), autocast_for(plan.device, plan.compute_dtype):
-        for batch in batches:
+    for batch in batches:
+        done: list[Slab] = []
+        with torch.inference_mode(), autocast_for(plan.device, plan.compute_dtype):
             logits = _forward(model, batch.images.to(plan.device), config.mirror_axes)
-            if stitcher is None:
-                stitcher = Stitcher(
-                    grid, int(logits.shape[1]), importance, config.output, plan.accumulate_on
-                )
+        if stitcher is None:
+            k = int(logits.shape[1])
+            stitcher = Stitcher(grid, k, importance, config.output, plan.accumulate_on)
+        with torch.no_grad():  # ordinary tensors: the slabs handed out are not inference tensors
             for window, out in zip(batch.windows, logits.to(plan.accumulate_on), strict=True):
                 if window[2] != row:
-                    yield from stitcher.finish(row, window[2])
+                    done.extend(stitcher.finish(row, window[2]))
                     row = window[2]
                 stitcher.add(out, window)
-            if bar is not None:
-                bar.update(len(batch.windows))
-        assert stitcher is not None  # a grid has at least one window
-        yield from stitcher.finish(row, grid.padded[2])
+        yield from _hand_out(done)
+        if bar is not None:
+            bar.update(len(batch.windows))
+    assert stitcher is not None  # a grid has at least one window
+    last = stitcher.finish(row, grid.padded[2])  # possibly several slabs: one at a time
+    while True:
+        with torch.no_grad():
+            slab = next(last, None)
+        if slab is None:
+            break
+        yield from _hand_out([slab])
+        del slab  # not held while the next one is reduced
     if bar is not None:
         bar.close()
+
+
+def _hand_out(slabs: list[Slab]) -> Iterator[Slab]:
+    """Yield and forget each slab, so none is held while the next one is computed."""
+    while slabs:
+        slab = slabs.pop(0)
+        yield slab
+        del slab
 
 
 def _progress(total: int, enabled: bool) -> Any:

@@ -92,6 +92,9 @@ def test_predicted_peak_memory_matches_measured(output) -> None:
         [sys.executable, "-c", _MEASURE, output], capture_output=True, text=True, check=True
     )
     ratio = float(done.stdout.strip().splitlines()[-1])
-    # Measured growth of peak RSS (VmHWM) over the RSS before the run: 0.93-1.07 of the
-    # prediction over repeated runs (labels and probabilities) on a 2-core shared machine.
-    assert 0.7 < ratio < 1.25, ratio
+    # Measured growth of peak RSS (VmHWM) over the RSS before the run, over repeated runs on a
+    # 2-core shared machine: 0.93-1.15 of the prediction, once 1.45 (glibc keeps freed blocks
+    # for reuse, depending on the order of earlier frees). The bounds guard the size of the
+    # prediction, not its last 10%: a plan missing both the ring (108 MB) and the result
+    # (157 MB) of this case would be 2x under.
+    assert 0.6 < ratio < 1.6, ratio

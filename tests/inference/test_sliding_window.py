@@ -167,3 +167,28 @@ def test_model_that_changes_the_window_shape_raises(image) -> None:
     net = torch.nn.Conv3d(1, 2, 3)  # no padding: the output is 2 voxels smaller per axis
     with pytest.raises(ConfigError, match=r"model output must be \(B, K, 8, 8, 8\)"):
         predict_volume(net, image, InferenceConfig(roi_size_vox=(8, 8, 8)))
+
+
+def test_slabs_are_ordinary_tensors_and_no_mode_leaks(image) -> None:
+    cfg = InferenceConfig(roi_size_vox=(16, 16, 16), precision="bfloat16")
+    for slab in iter_slabs(conv_net(), image, cfg):
+        assert not torch.is_inference_mode_enabled()
+        assert not torch.is_autocast_enabled("cpu")
+        assert not slab.data.is_inference()
+        assert torch.is_grad_enabled()
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+@pytest.mark.parametrize("precision", ["float32", "float16", "bfloat16"])
+def test_cuda_matches_cpu(image, precision) -> None:
+    net = conv_net()
+    cpu = predict_volume(
+        net, image, InferenceConfig(roi_size_vox=(16,) * 3, output="logits", device="cpu")
+    )
+    cfg = InferenceConfig(
+        roi_size_vox=(16,) * 3, output="logits", device="cuda", precision=precision
+    )
+    gpu = predict_volume(net, image, cfg)
+    tol = 1e-4 if precision == "float32" else 0.05 * np.abs(cpu).max()
+    np.testing.assert_allclose(gpu, cpu, atol=tol, rtol=1e-4)
