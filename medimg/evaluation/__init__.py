@@ -12,12 +12,15 @@ from medimg.evaluation.classification import (
     balanced_accuracy,
     confusion_matrix,
     roc_auc,
+    roc_curve,
     score_classification,
     sensitivity_specificity,
 )
 from medimg.evaluation.figures import (
     representative_slices,
+    save_confusion_figure,
     save_overlay_figure,
+    save_roc_figure,
     save_training_curves,
 )
 from medimg.evaluation.report import CSV_COLUMNS, summarize, write_case_csv, write_json
@@ -43,7 +46,10 @@ __all__ = [
     "hausdorff95_mm",
     "representative_slices",
     "roc_auc",
+    "roc_curve",
+    "save_confusion_figure",
     "save_overlay_figure",
+    "save_roc_figure",
     "save_training_curves",
     "score_case",
     "score_classification",

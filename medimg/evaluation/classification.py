@@ -25,6 +25,7 @@ __all__ = [
     "balanced_accuracy",
     "confusion_matrix",
     "roc_auc",
+    "roc_curve",
     "score_classification",
     "sensitivity_specificity",
 ]
@@ -72,6 +73,40 @@ def roc_auc(y_true: ArrayLike, probabilities: ArrayLike) -> float:
     aucs = np.array([_binary_auc(y == k, p[:, k]) for k in range(p.shape[1])])
     defined = aucs[~np.isnan(aucs)]
     return float(defined.mean()) if defined.size else float("nan")
+
+
+def roc_curve(
+    positive: ArrayLike, score: ArrayLike
+) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
+    """ROC points ``(fpr, tpr)`` from ``(0, 0)`` to ``(1, 1)``, one step per distinct score.
+
+    ``positive`` marks the positive cases; a case is called positive when its score is at
+    least the threshold, thresholds running from the highest score down. Tied scores move
+    both rates at once (a diagonal step), so the trapezoidal area equals :func:`roc_auc`.
+
+    Raises
+    ------
+    ValueError
+        When the lengths differ or a class (positive or negative) is absent.
+
+    Examples
+    --------
+    >>> fpr, tpr = roc_curve([0, 0, 1, 1], [0.1, 0.4, 0.35, 0.8])
+    >>> fpr.tolist(), tpr.tolist()
+    ([0.0, 0.0, 0.5, 0.5, 1.0], [0.0, 0.5, 0.5, 1.0, 1.0])
+    """
+    pos = np.asarray(positive).astype(bool).ravel()
+    s = np.asarray(score, dtype=np.float64).ravel()
+    if pos.shape != s.shape or pos.all() or not pos.any():
+        raise ValueError(
+            f"positive and score must have one length and both classes, got {pos.size} and "
+            f"{s.size} values with {int(pos.sum())} positives"
+        )
+    order = np.argsort(-s, kind="stable")
+    s, pos = s[order], pos[order]
+    last = np.r_[np.flatnonzero(np.diff(s)), s.size - 1]  # last index of each distinct score
+    tp, fp = np.cumsum(pos)[last], np.cumsum(~pos)[last]
+    return np.r_[0.0, fp / fp[-1]], np.r_[0.0, tp / tp[-1]]
 
 
 def confusion_matrix(

@@ -1,4 +1,4 @@
-"""Figures: prediction and reference overlaid on representative slices; training curves.
+"""Figures: overlays on representative slices, training curves, ROC curves, confusion matrices.
 
 matplotlib is imported, and its non-interactive Agg backend selected, inside each function, so
 importing this module neither loads matplotlib nor changes a notebook's backend.
@@ -11,13 +11,19 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from numpy.typing import NDArray
+from numpy.typing import ArrayLike, NDArray
 
 from medimg.errors import GeometryError
 from medimg.io.writing import atomic_path
 from medimg.typing import PathLike
 
-__all__ = ["representative_slices", "save_overlay_figure", "save_training_curves"]
+__all__ = [
+    "representative_slices",
+    "save_confusion_figure",
+    "save_overlay_figure",
+    "save_roc_figure",
+    "save_training_curves",
+]
 
 
 def representative_slices(reference: NDArray[Any], *, count: int = 3) -> list[int]:
@@ -126,6 +132,68 @@ def save_training_curves(
         ax.set_xlabel("epoch")
         ax.set_title(name, fontsize=9)
         ax.grid(alpha=0.3)
+    fig.tight_layout()
+    return _save(fig, plt, Path(path), overwrite)
+
+
+def save_roc_figure(
+    y_true: ArrayLike,
+    probabilities: ArrayLike,
+    class_names: Sequence[str],
+    path: PathLike,
+    *,
+    overwrite: bool = False,
+) -> Path:
+    """PNG of ROC curves: the positive class for two classes, one-vs-rest for more.
+
+    ``y_true`` holds class indices and ``probabilities`` is ``(N, K)``, as for
+    :func:`~medimg.evaluation.classification.roc_auc`; each curve's legend gives its AUC. A class
+    without positives or negatives in ``y_true`` has no curve.
+    """
+    from medimg.evaluation.classification import _binary_auc, roc_curve
+
+    y = np.asarray(y_true).astype(np.int64).ravel()
+    p = np.asarray(probabilities, dtype=np.float64)
+    plt = _figure_module()
+    fig, ax = plt.subplots(figsize=(4.5, 4.5))
+    for k in [1] if p.shape[1] == 2 else range(p.shape[1]):
+        positive = y == k
+        if positive.all() or not positive.any():
+            continue
+        fpr, tpr = roc_curve(positive, p[:, k])
+        auc = _binary_auc(positive, p[:, k])
+        ax.plot(fpr, tpr, label=f"{class_names[k]} (AUC {auc:.3f})")
+    ax.plot([0, 1], [0, 1], color="grey", linestyle=":", linewidth=1)
+    ax.set(xlabel="1 - specificity", ylabel="sensitivity", xlim=(0, 1), ylim=(0, 1.01))
+    ax.legend(loc="lower right", fontsize=8)
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    return _save(fig, plt, Path(path), overwrite)
+
+
+def save_confusion_figure(
+    matrix: ArrayLike, class_names: Sequence[str], path: PathLike, *, overwrite: bool = False
+) -> Path:
+    """PNG of a confusion matrix (rows true, columns predicted) with its counts.
+
+    Raises
+    ------
+    ValueError
+        When ``matrix`` is not ``(K, K)`` with ``K = len(class_names)``.
+    """
+    m = np.asarray(matrix, dtype=np.int64)
+    k = len(class_names)
+    if m.shape != (k, k):
+        raise ValueError(f"matrix must be ({k}, {k}) for {k} class names, got shape {m.shape}")
+    plt = _figure_module()
+    fig, ax = plt.subplots(figsize=(1.2 * k + 2.5, 1.2 * k + 2))
+    ax.imshow(m, cmap="Blues")
+    for (i, j), count in np.ndenumerate(m):
+        dark = count > m.max() / 2
+        ax.text(j, i, str(count), ha="center", va="center", color="white" if dark else "black")
+    ax.set_xticks(range(k), list(class_names), rotation=45, ha="right")
+    ax.set_yticks(range(k), list(class_names))
+    ax.set(xlabel="predicted", ylabel="true")
     fig.tight_layout()
     return _save(fig, plt, Path(path), overwrite)
 

@@ -3,21 +3,24 @@
 :func:`fit` (epochs or fixed iterations, AdamW/SGD, poly/cosine schedule, validation, best and
 last checkpoints with SHA-256, resume with every random state, early stopping, opt-in tqdm and
 TensorBoard), :class:`TrainConfig`, device and autocast selection, seeding,
-:func:`segmentation_loss` (Dice + CE, deep supervision), :func:`label_balanced_crop` and the
-run record :func:`write_run_record`, the trained-model folder (:func:`save_model_bundle`,
+:func:`segmentation_loss` (Dice + CE, deep supervision), :func:`classification_loss` (weighted
+CE or BCE) with :func:`balanced_class_weights` or the :func:`balanced_indices` sampler,
+:func:`label_balanced_crop`, :func:`split_cases`, :func:`apply_chain`, the run record
+:func:`write_run_record`, the trained-model folder (:func:`save_model_bundle`,
 :func:`load_model_bundle`) and :func:`holdout_split`. torch and MONAI load only when a function
 runs.
 """
 
 from __future__ import annotations
 
-from medimg.training.batches import epoch_batches, holdout_split
+from medimg.training.batches import balanced_indices, epoch_batches, holdout_split
 from medimg.training.bundle import (
     MODEL_RECORD,
     ModelBundle,
     load_model_bundle,
     save_model_bundle,
 )
+from medimg.training.cases import apply_chain, split_cases
 from medimg.training.checkpoint import (
     CheckpointError,
     load_checkpoint,
@@ -27,7 +30,12 @@ from medimg.training.checkpoint import (
 from medimg.training.config import TrainConfig
 from medimg.training.device import autocast, select_device
 from medimg.training.loop import BEST, LAST, FitResult, fit
-from medimg.training.losses import SEGMENTATION_LOSSES, segmentation_loss
+from medimg.training.losses import (
+    SEGMENTATION_LOSSES,
+    balanced_class_weights,
+    classification_loss,
+    segmentation_loss,
+)
 from medimg.training.record import package_versions, utc_now, write_run_record
 from medimg.training.sampling import label_balanced_crop
 from medimg.training.seeding import restore_rng_state, rng_state, seed_everything
@@ -41,7 +49,11 @@ __all__ = [
     "FitResult",
     "ModelBundle",
     "TrainConfig",
+    "apply_chain",
     "autocast",
+    "balanced_class_weights",
+    "balanced_indices",
+    "classification_loss",
     "epoch_batches",
     "fit",
     "holdout_split",
@@ -57,6 +69,7 @@ __all__ = [
     "segmentation_loss",
     "select_device",
     "sha256_file",
+    "split_cases",
     "utc_now",
     "write_run_record",
 ]

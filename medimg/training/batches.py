@@ -13,7 +13,7 @@ from medimg.keys import Keys
 if TYPE_CHECKING:
     import torch
 
-__all__ = ["epoch_batches", "holdout_split"]
+__all__ = ["balanced_indices", "epoch_batches", "holdout_split"]
 
 
 def epoch_batches(
@@ -89,3 +89,29 @@ def holdout_split(
     held = {int(i) for i in np.random.default_rng(seed).permutation(len(items))[:n_held]}
     kept = [x for i, x in enumerate(items) if i not in held]
     return kept, [x for i, x in enumerate(items) if i in held]
+
+
+def balanced_indices(classes: Sequence[int], *, seed: int, epoch: int) -> list[int]:
+    """An epoch of ``len(classes)`` indices drawn with replacement, each class equally likely.
+
+    A case of class ``k`` is drawn with probability ``1 / (K * count_k)``: the class-balanced
+    sampler (the alternative to a weighted loss). Depends on ``(seed, epoch)`` only.
+
+    Raises
+    ------
+    ConfigError
+        When ``classes`` is empty.
+
+    Examples
+    --------
+    >>> picks = balanced_indices([0] * 90 + [1] * 10, seed=0, epoch=0)
+    >>> len(picks), 40 < sum(i >= 90 for i in picks) < 60  # about half from the rare class
+    (100, True)
+    """
+    labels = np.asarray(classes, dtype=np.int64)
+    if labels.size == 0:
+        raise ConfigError("classes must hold at least one case, got none")
+    _, inverse, counts = np.unique(labels, return_inverse=True, return_counts=True)
+    p = 1.0 / (counts.size * counts[inverse])
+    rng = np.random.default_rng([seed, epoch, 1])
+    return [int(i) for i in rng.choice(labels.size, size=labels.size, replace=True, p=p / p.sum())]

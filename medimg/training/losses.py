@@ -1,7 +1,8 @@
-"""Losses: Dice + cross-entropy for segmentation, with deep supervision."""
+"""Losses: Dice + cross-entropy for segmentation (deep supervision); weighted classification."""
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
 
 from medimg.errors import ConfigError
@@ -9,7 +10,12 @@ from medimg.errors import ConfigError
 if TYPE_CHECKING:
     import torch
 
-__all__ = ["SEGMENTATION_LOSSES", "segmentation_loss"]
+__all__ = [
+    "SEGMENTATION_LOSSES",
+    "balanced_class_weights",
+    "classification_loss",
+    "segmentation_loss",
+]
 
 SEGMENTATION_LOSSES = ("dice_ce", "dice", "ce")
 """Loss names: Dice + cross-entropy (nnU-Net's), Dice alone, cross-entropy alone."""
@@ -54,3 +60,59 @@ def segmentation_loss(kind: str = "dice_ce", *, deep_supervision: bool = False) 
     from medimg.training._deep_supervision import DeepSupervised
 
     return DeepSupervised(dice_ce)
+
+
+def balanced_class_weights(counts: Sequence[int]) -> list[float]:
+    """Inverse-frequency class weights ``n / (K * count_k)`` (scikit-learn's ``"balanced"``).
+
+    Each class then carries the same total weight in the loss; a class without cases gets
+    weight 0.
+
+    Raises
+    ------
+    ConfigError
+        When there are fewer than two classes or no case at all.
+
+    Examples
+    --------
+    >>> balanced_class_weights([30, 10])  # 40 cases: 40 / (2 * 30), 40 / (2 * 10)
+    [0.6666666666666666, 2.0]
+    """
+    total = sum(counts)
+    if len(counts) < 2 or total <= 0 or min(counts) < 0:
+        raise ConfigError(
+            f"counts must give >= 2 classes with non-negative counts and at least one case, "
+            f"got {list(counts)}"
+        )
+    return [total / (len(counts) * c) if c else 0.0 for c in counts]
+
+
+def classification_loss(
+    class_weights: Sequence[float] | None = None, *, multi_label: bool = False
+) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
+    """Cross-entropy on logits ``(B, K)`` against class indices ``(B,)``, optionally weighted.
+
+    With ``multi_label`` each of the ``K`` outputs is an independent yes/no (sigmoid,
+    binary cross-entropy against the one-hot target); ``class_weights`` then weight each
+    class's positive term (``pos_weight``), which balances rare positives the same way.
+
+    Returns
+    -------
+    callable
+        ``loss(logits, target)``; ``target`` holds class indices, shape ``(B,)`` or ``(B, 1)``.
+    """
+    import torch
+
+    weight = None if class_weights is None else torch.tensor(class_weights, dtype=torch.float32)
+
+    def loss(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        index = target.reshape(-1).long()
+        w = None if weight is None else weight.to(logits.device)
+        if not multi_label:
+            return torch.nn.functional.cross_entropy(logits.float(), index, weight=w)
+        onehot = torch.nn.functional.one_hot(index, logits.shape[1]).float()
+        return torch.nn.functional.binary_cross_entropy_with_logits(
+            logits.float(), onehot, pos_weight=w
+        )
+
+    return loss
