@@ -1,8 +1,10 @@
-"""``medimg train``, ``medimg predict`` and ``medimg evaluate``: the segmentation pipeline.
+"""``medimg train``, ``medimg predict`` and ``medimg evaluate``: segmentation and classification.
 
-Each handler builds the same :class:`pipelines.segmentation.SegmentationConfig` a notebook
-would and calls :func:`~pipelines.segmentation.train`, :func:`~pipelines.segmentation.predict` or
-:func:`~pipelines.segmentation.evaluate`. torch, MONAI and the pipeline load inside handlers.
+The pipeline follows the manifest's task (``--task auto``, the default: a manifest with
+``classes`` is classification, else segmentation) or ``--task``. Each handler builds the same
+config a notebook would (:class:`pipelines.segmentation.SegmentationConfig` or
+:class:`pipelines.classification.ClassificationConfig`) and calls the pipeline's ``train``,
+``predict`` or ``evaluate``. torch, MONAI and the pipelines load inside handlers.
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ import logging
 from pathlib import Path
 from typing import Any
 
-__all__ = ["build_config", "register"]
+__all__ = ["build_classification_config", "build_config", "register", "resolve_task"]
 
 logger = logging.getLogger(__name__)
 
@@ -22,6 +24,10 @@ def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--out", type=Path, required=True, help="run folder (model/, predictions/, evaluation/)"
     )
+    p.add_argument(
+        "--task", default="auto", choices=["auto", "segmentation", "classification"],
+        help="pipeline; auto (default): classification when the manifest declares classes",
+    )  # fmt: skip
     p.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (default: auto)")
     p.add_argument(
@@ -30,19 +36,35 @@ def _common(p: argparse.ArgumentParser) -> None:
 
 
 def _train_options(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--network", default="dynunet", help="dynunet, unet, segresnet or swinunetr")
+    p.add_argument(
+        "--network", default=None,
+        help="segmentation: dynunet (default), unet, segresnet, swinunetr; classification: "
+        "resnet18 (default), resnet50, densenet121, efficientnet-b0",
+    )  # fmt: skip
     p.add_argument("--features", type=int, default=16, help="channels of the first level")
     p.add_argument(
-        "--roi", type=int, nargs=3, default=[96, 96, 96], metavar=("X", "Y", "Z"),
-        help="patch size in voxels (default: 96 96 96)",
+        "--roi", type=int, nargs="+", default=None, metavar="N",
+        help="segmentation: patch size X Y Z (default: 96 96 96); classification: pad/crop "
+        "every image to this size (default: none)",
     )  # fmt: skip
-    p.add_argument("--batch-size", type=int, default=2)
+    p.add_argument("--batch-size", type=int, default=None, help="default: 2 (seg.), 32 (cls.)")
     p.add_argument("--epochs", type=int, default=100)
     p.add_argument("--iterations-per-epoch", type=int, default=None)
     p.add_argument("--optimizer", default="adamw", choices=["adamw", "sgd"])
     p.add_argument("--lr", type=float, default=1e-3, help="initial learning rate")
     p.add_argument("--lr-schedule", default="poly", choices=["poly", "cosine", "constant"])
-    p.add_argument("--loss", default="dice_ce", choices=["dice_ce", "dice", "ce"])
+    p.add_argument("--loss", default="dice_ce", choices=["dice_ce", "dice", "ce"], help="seg.")
+    p.add_argument("--width-factor", type=float, default=1.0, help="classifier width (ResNet)")
+    p.add_argument("--stem-stride", type=int, default=1, help="ResNet first-conv stride, 1 or 2")
+    p.add_argument(
+        "--balance", default="loss", choices=["loss", "sampler", "none"],
+        help="classification: class-weighted loss (default), balanced sampler or none",
+    )  # fmt: skip
+    p.add_argument("--multi-label", action="store_true", help="classification: sigmoid + BCE")
+    p.add_argument(
+        "--xray-size-px", type=int, nargs=2, default=None, metavar=("H", "W"),
+        help="X-ray classification: resize-with-pad size (default: 512 512)",
+    )  # fmt: skip
     p.add_argument("--validate-every", type=int, default=1, help="epochs between validations")
     p.add_argument("--patience", type=int, default=None, help="early-stopping patience")
     p.add_argument("--resume", action="store_true", help="continue the run in --out/model")
@@ -54,18 +76,20 @@ def register(sub: Any) -> None:
     """Add the ``train``, ``predict`` and ``evaluate`` subcommands to ``sub``."""
     train = sub.add_parser(
         "train",
-        help="train a segmentation network on a manifest",
+        help="train a segmentation or classification network on a manifest",
         description="Validate the manifest, preprocess with the modality's chain, train and "
-        "keep the best checkpoint by validation Dice in OUT/model.",
+        "keep the best checkpoint by validation Dice (segmentation) or AUC (classification) "
+        "in OUT/model.",
     )
     _common(train)
     _train_options(train)
     train.set_defaults(handler=run_train)
     predict = sub.add_parser(
         "predict",
-        help="predict a split with a trained model, onto each image's stored grid",
-        description="Write OUT/predictions/<case>.nii.gz for each case of --split; cases "
-        "already written are skipped unless --force.",
+        help="predict a split with a trained model (label maps or class probabilities)",
+        description="Segmentation: OUT/predictions/<case>.nii.gz on each image's stored grid; "
+        "classification: OUT/predictions/<split>.csv. Cases already done are skipped unless "
+        "--force.",
     )
     _common(predict)
     predict.add_argument("--split", default="test", help="manifest split (default: test)")
@@ -76,23 +100,42 @@ def register(sub: Any) -> None:
     predict.set_defaults(handler=run_predict)
     evaluate = sub.add_parser(
         "evaluate",
-        help="score predictions: Dice, HD95, surface Dice, volumes; CSV, JSON, figures",
-        description="Score OUT/predictions against the manifest's labels of --split and write "
-        "OUT/evaluation/cases.csv, summary.json and overlay figures.",
+        help="score predictions (Dice, HD95, ... or AUC, accuracy, ...); CSV, JSON, figures",
+        description="Score OUT/predictions against the manifest's labels or classes of --split "
+        "and write OUT/evaluation/cases.csv, summary.json and figures (overlays, or ROC and "
+        "confusion matrix).",
     )
     _common(evaluate)
     evaluate.add_argument("--split", default="test", help="manifest split (default: test)")
     evaluate.add_argument("--tolerance-mm", type=float, default=2.0, help="surface Dice tolerance")
+    evaluate.add_argument(
+        "--threshold", type=float, default=0.5, help="classification: positive-call probability"
+    )
     evaluate.add_argument("--force", action="store_true", help="overwrite an existing report")
     evaluate.set_defaults(handler=run_evaluate)
 
 
-def build_config(args: argparse.Namespace) -> Any:
-    """The :class:`~pipelines.segmentation.SegmentationConfig` the arguments describe."""
-    from medimg.training import TrainConfig
-    from pipelines.segmentation import SegmentationConfig
+def resolve_task(args: argparse.Namespace) -> str:
+    """``--task``, or with ``auto`` the manifest's: classification when it declares classes.
 
-    train = TrainConfig(
+    An unreadable manifest counts as segmentation, whose pipeline then reports the problem.
+    """
+    if args.task != "auto":
+        return str(args.task)
+    from medimg.errors import ManifestError
+    from medimg.manifests.load import read_manifest_json
+
+    try:
+        raw = read_manifest_json(args.manifest)
+    except ManifestError:
+        return "segmentation"
+    return "classification" if raw.get("classes") is not None else "segmentation"
+
+
+def _train_config(args: argparse.Namespace) -> Any:
+    from medimg.training import TrainConfig
+
+    return TrainConfig(
         max_epochs=getattr(args, "epochs", 100),
         iterations_per_epoch=getattr(args, "iterations_per_epoch", None),
         optimizer=getattr(args, "optimizer", "adamw"),
@@ -105,46 +148,92 @@ def build_config(args: argparse.Namespace) -> Any:
         progress=getattr(args, "progress", False),
         tensorboard=getattr(args, "tensorboard", False),
     )
+
+
+def build_config(args: argparse.Namespace) -> Any:
+    """The :class:`~pipelines.segmentation.SegmentationConfig` the arguments describe."""
+    from pipelines.segmentation import SegmentationConfig
+
     extra = {}
     if hasattr(args, "network"):
         extra = {
-            "network": args.network,
+            "network": args.network or "dynunet",
             "base_features": args.features,
-            "roi_size_vox": tuple(args.roi),
-            "batch_size": args.batch_size,
+            "roi_size_vox": tuple(args.roi or (96, 96, 96)),
+            "batch_size": args.batch_size or 2,
             "loss": args.loss,
         }
     return SegmentationConfig(
         manifest=args.manifest,
         out_dir=args.out,
-        train=train,
+        train=_train_config(args),
         seed=args.seed,
         tolerance_mm=getattr(args, "tolerance_mm", 2.0),
         **extra,
     )
 
 
+def build_classification_config(args: argparse.Namespace) -> Any:
+    """The :class:`~pipelines.classification.ClassificationConfig` the arguments describe."""
+    from pipelines.classification import ClassificationConfig
+
+    extra: dict[str, Any] = {}
+    if hasattr(args, "network"):
+        if args.xray_size_px is not None:
+            from medimg.transforms import PreprocessConfig
+
+            extra["preprocess"] = PreprocessConfig(xray_size_px=tuple(args.xray_size_px))
+        extra |= {
+            "network": args.network or "resnet18",
+            "width_factor": args.width_factor,
+            "stem_stride": args.stem_stride,
+            "input_size_vox": None if args.roi is None else tuple(args.roi),
+            "batch_size": args.batch_size or 32,
+            "balance": args.balance,
+            "multi_label": args.multi_label,
+        }
+    return ClassificationConfig(
+        manifest=args.manifest,
+        out_dir=args.out,
+        train=_train_config(args),
+        seed=args.seed,
+        threshold=getattr(args, "threshold", 0.5),
+        **extra,
+    )
+
+
+def _pipeline(args: argparse.Namespace) -> tuple[Any, Any]:
+    """The pipeline module and the config for the task of ``args``."""
+    if resolve_task(args) == "classification":
+        import pipelines.classification as classification
+
+        return classification, build_classification_config(args)
+    import pipelines.segmentation as segmentation
+
+    return segmentation, build_config(args)
+
+
 def run_train(args: argparse.Namespace) -> int:
     """Handle ``medimg train``."""
-    from pipelines.segmentation import train
-
-    result = train(build_config(args), resume=args.resume)
+    pipeline, cfg = _pipeline(args)
+    result = pipeline.train(cfg, resume=args.resume)
     fit = result.fit
     best = "n/a" if fit.best_metric is None else f"{fit.best_metric:.4f} (epoch {fit.best_epoch})"
-    print(f"trained {fit.epochs_run} epochs; best validation Dice {best}")
+    metric = "AUC" if pipeline.__name__.endswith("classification") else "Dice"
+    print(f"trained {fit.epochs_run} epochs; best validation {metric} {best}")
     print(f"checkpoint {result.checkpoint} sha256 {result.checkpoint_sha256}")
     return 0
 
 
 def run_predict(args: argparse.Namespace) -> int:
     """Handle ``medimg predict``."""
-    from pipelines.segmentation import predict
-
-    result = predict(
-        build_config(args), split=args.split, overwrite=args.force, fail_fast=not args.keep_going
+    pipeline, cfg = _pipeline(args)
+    result = pipeline.predict(
+        cfg, split=args.split, overwrite=args.force, fail_fast=not args.keep_going
     )
     counts = {s: sum(c.status == s for c in result.cases) for s in ("written", "skipped", "failed")}
-    print(f"{result.out_dir}: " + ", ".join(f"{n} {s}" for s, n in counts.items()))
+    where = getattr(result, "out_dir", None) or result.path
+    print(f"{where}: " + ", ".join(f"{n} {s}" for s, n in counts.items()))
     for case in result.cases:
         if case.status == "failed":
             print(f"failed {case.case_id}: {case.error}")
@@ -153,14 +242,29 @@ def run_predict(args: argparse.Namespace) -> int:
 
 def run_evaluate(args: argparse.Namespace) -> int:
     """Handle ``medimg evaluate``."""
-    from pipelines.segmentation import evaluate
-
-    result = evaluate(build_config(args), split=args.split, overwrite=args.force)
+    pipeline, cfg = _pipeline(args)
+    result = pipeline.evaluate(cfg, split=args.split, overwrite=args.force)
+    if pipeline.__name__.endswith("classification"):
+        return _print_classification(result)
     print(f"mean Dice {result.summary['mean_dice']:.4f} over {len(result.cases)} cases")
     for name, stats in result.summary["labels"].items():
         print(
             f"  {name}: Dice {stats['dice']['mean']:.4f}, HD95 {stats['hd95_mm']['mean']:.2f} mm, "
             f"surface Dice {stats['surface_dice']['mean']:.4f}"
         )
+    print(f"report: {result.out_dir}")
+    return 0
+
+
+def _print_classification(result: Any) -> int:
+    s = result.scores
+    print(
+        f"AUC {s.auc:.4f}, accuracy {s.accuracy:.4f}, balanced accuracy "
+        f"{s.balanced_accuracy:.4f} over {result.summary['n_cases']} cases"
+    )
+    if s.sensitivity is not None:
+        print(f"  at threshold {s.threshold}: sensitivity {s.sensitivity:.4f}, "
+              f"specificity {s.specificity:.4f}")  # fmt: skip
+    print(f"  confusion (rows true, columns predicted): {[list(r) for r in s.confusion]}")
     print(f"report: {result.out_dir}")
     return 0
