@@ -50,14 +50,15 @@ from medimg.training import (
     SEGMENTATION_LOSSES,
     FitResult,
     TrainConfig,
+    apply_chain,
     epoch_batches,
     fit,
-    holdout_split,
     label_balanced_crop,
     load_model_bundle,
     save_model_bundle,
     seed_everything,
     segmentation_loss,
+    split_cases,
     utc_now,
     write_run_record,
 )
@@ -212,32 +213,10 @@ def _foreground(manifest: Manifest) -> dict[int, str]:
     return {v: n for v, n in labels.items() if v != 0}
 
 
-def _split(cfg: SegmentationConfig, cases: tuple[ResolvedCase, ...]) -> tuple[list[Any], list[Any]]:
-    train = [c for c in cases if c.split == "training"]
-    validation = [c for c in cases if c.split == "validation"]
-    if validation:
-        return train, validation
-    return holdout_split(train, fraction=cfg.validation_fraction, seed=cfg.seed)
-
-
-def _apply(chain: Any, data: dict[str, Any]) -> dict[str, Any]:
-    """Run a MONAI chain, re-raising our own error from inside MONAI's ``RuntimeError`` wrapper."""
-    try:
-        result: dict[str, Any] = chain(data)
-    except RuntimeError as exc:
-        cause: BaseException | None = exc
-        while cause is not None and not isinstance(cause, MedimgError | OSError):
-            cause = cause.__cause__
-        if cause is None:
-            raise
-        raise cause from None
-    return result
-
-
 def _preprocessed(chain: Any, cases: list[ResolvedCase]) -> list[dict[str, Any]]:
     samples = []
     for case in cases:
-        sample = _apply(chain, {IMAGE: str(case.images[0]), LABEL: str(case.label)})
+        sample = apply_chain(chain, {IMAGE: str(case.images[0]), LABEL: str(case.label)})
         samples.append({IMAGE: sample[IMAGE], LABEL: sample[LABEL], "case_id": case.case_id})
     return samples
 
@@ -325,7 +304,9 @@ def train(cfg: SegmentationConfig, *, resume: bool = False) -> TrainResult:
     seed_everything(cfg.seed)
     manifest, fingerprint, chain = _setup(cfg)
     labels = _foreground(manifest)
-    train_cases, val_cases = _split(cfg, resolve_cases(manifest, cfg.manifest))
+    train_cases, val_cases = split_cases(
+        resolve_cases(manifest, cfg.manifest), fraction=cfg.validation_fraction, seed=cfg.seed
+    )
     samples, val_samples = _preprocessed(chain, train_cases), _preprocessed(chain, val_cases)
     net_cfg = _network_config(cfg, manifest, fingerprint)
     crop = label_balanced_crop(
@@ -376,7 +357,7 @@ def predict_case(
 
     ``model`` is the trained network with its configuration.
     """
-    sample = _apply(chain, {IMAGE: str(case.images[0])})
+    sample = apply_chain(chain, {IMAGE: str(case.images[0])})
     labels = _predict_labels(model[0], model[1], sample[IMAGE], infer)
     on_source = to_source_grid(labels[None], sample[RECORD_KEY], interp="nearest")
     return save_volume(on_source, out, like=sample[RECORD_KEY].source_affine, overwrite=True)
@@ -438,7 +419,9 @@ def _score(case: ResolvedCase, prediction: Path, labels: dict[int, str], tol: fl
 
 
 def _overlay(case: ResolvedCase, prediction: Path, out: Path, title: str) -> Path:
-    image, ref, pred = (load_volume(p) for p in (case.images[0], str(case.label), prediction))
+    # shown in RAS voxel order, so LPS- and RAS-stored cases look alike
+    paths = (case.images[0], str(case.label), prediction)
+    image, ref, pred = (load_volume(p).to_ras() for p in paths)
     return save_overlay_figure(
         image.array[0], pred.array[0], ref.array[0], out, title=title, overwrite=True
     )
