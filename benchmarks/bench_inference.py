@@ -98,7 +98,12 @@ def _run_medimg(net: Any, image: Any, spec: dict[str, Any]) -> tuple[Any, int]:
     from medimg.inference import InferenceConfig, plan_inference, predict_to_nifti, predict_volume
     from medimg.inference.source import open_source
 
-    cfg = InferenceConfig(roi_size_vox=ROI, batch_size=spec["batch"], precision=spec["precision"])
+    cfg = InferenceConfig(
+        roi_size_vox=ROI,
+        batch_size=spec["batch"],
+        precision=spec["precision"],
+        overlap=spec.get("overlap", 0.5),
+    )
     source = open_source(image)
     if spec.get("output_nii"):
         plan = plan_inference(net, source.shape, cfg, result_in_memory=False)
@@ -227,8 +232,10 @@ def part_speed(args: argparse.Namespace, work: Path) -> None:
             "method": "monai",
             "monai_batch": args.monai_batch,
         },
-        "medimg float32": {**base, "method": "medimg", "batch": 4, "precision": "float32"},
-        "medimg bfloat16": {**base, "method": "medimg", "batch": 4, "precision": "bfloat16"},
+        **{
+            f"medimg {p}": {**base, "method": "medimg", "batch": 4, "precision": p}
+            for p in args.precisions.split(",")
+        },
     }
     results, labels = {}, {}
     for i, (name, spec) in enumerate(runs.items()):
@@ -294,6 +301,7 @@ def part_scale(args: argparse.Namespace, work: Path) -> None:
     class_map = 14 * 4 * int(np.prod(shape))
     print(f"\n== scale: {shape} int16 .nii in, labels .nii out, small 14-class network ==")
     print(f"  the float32 class map would need {class_map / 1e9:.1f} GB")
+    print(f"  overlap {args.scale_overlap}")
     path = work / "big.nii"
     img = nib.Nifti1Image(np.zeros((*shape[:2], 1), np.int16), np.eye(4))
     img.header.set_data_shape(shape)
@@ -307,6 +315,7 @@ def part_scale(args: argparse.Namespace, work: Path) -> None:
         "threads": args.threads,
         "input": str(path),
         "method": "medimg",
+        "overlap": args.scale_overlap,
         "batch": 4,
         "precision": "float32",
         "output_nii": str(work / "big_labels.nii"),
@@ -329,6 +338,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--memory-size", type=int, default=512)
     parser.add_argument("--scale-shape", default="512x512x1700")
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--precisions", default="float32,bfloat16", help="speed: medimg runs")
+    parser.add_argument("--scale-overlap", type=float, default=0.5)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--train-steps", type=int, default=60)
     parser.add_argument("--res-units", type=int, default=0, help="UNet num_res_units")
