@@ -186,6 +186,9 @@ def _gather_axis(x: torch.Tensor, axis: int, plan: _AxisPlan) -> torch.Tensor:
     shape = [1] * x.ndim
     shape[axis] = index.shape[1]
     out = x.index_select(axis, torch.from_numpy(index[0])).to(torch.float32)
+    if index.shape[0] == 2:  # linear: one fused pass, a + w * (b - a)
+        tap = x.index_select(axis, torch.from_numpy(index[1])).to(torch.float32)
+        return out.lerp_(tap, torch.from_numpy(weight[1]).view(shape))
     out.mul_(torch.from_numpy(weight[0]).view(shape))
     for k in range(1, index.shape[0]):
         tap = x.index_select(axis, torch.from_numpy(index[k])).to(torch.float32)
@@ -203,8 +206,14 @@ def _resample_outer(x: torch.Tensor, plan: _AxisPlan) -> torch.Tensor:
     if index.shape[0] == 1:
         return x.index_select(1, torch.from_numpy(index[0]))
     out = torch.empty((x.shape[0], index.shape[1], *x.shape[2:]), dtype=torch.float32)
+    fused = index.shape[0] == 2 and x.dtype == torch.float32
     for j in range(index.shape[1]):
         o = out[:, j]
+        if fused and weight[1, j] != 0.0:  # linear: a + w * (b - a), one contiguous pass
+            i0, i1, w = int(index[0, j]), int(index[1, j]), float(weight[1, j])
+            for c in range(x.shape[0]):
+                torch.lerp(x[c, i0], x[c, i1], w, out=out[c, j])
+            continue
         o.copy_(x[:, int(index[0, j])])
         if weight[0, j] != 1.0:
             o.mul_(float(weight[0, j]))
