@@ -13,7 +13,7 @@ Everything lands under ``cfg.out_dir``::
     model/        model.json, classifier.json, fingerprint.json, best.pt, last.pt, run.json,
                   curves.png
     predictions/  <split>.csv (case, status, predicted class, one probability per class), run.json
-    evaluation/   cases.csv, summary.json, roc.png, confusion.png, run.json
+    evaluation/<split>/  cases.csv, summary.json, roc.png, confusion.png, run.json
 
 Multi-label: manifests give one class per case; ``multi_label=True`` trains independent
 sigmoid outputs with binary cross-entropy (class weights become ``pos_weight``) against the
@@ -552,7 +552,7 @@ def evaluate(
 
     Writes ``cases.csv``, ``summary.json`` (AUC, accuracy, balanced accuracy, confusion matrix,
     sensitivity/specificity at ``cfg.threshold``, one-vs-rest rates per class), ``roc.png``,
-    ``confusion.png`` and ``run.json`` into ``cfg.out_dir/evaluation``.
+    ``confusion.png`` and ``run.json`` into ``cfg.out_dir/evaluation/<split>``.
 
     Raises
     ------
@@ -569,7 +569,7 @@ def evaluate(
     probs = _read_predictions(cfg.out_dir / "predictions" / f"{split}.csv", cases, len(classes))
     truth = np.asarray([c.class_index for c in cases], dtype=np.int64)
     scores = score_classification(truth, probs, threshold=cfg.threshold)
-    out_dir = cfg.out_dir / "evaluation"
+    out_dir = cfg.out_dir / "evaluation" / split
     summary = _summary(scores, truth, probs, classes, cfg.threshold)
     write_json(summary, out_dir / "summary.json", overwrite=overwrite)
     called = [_called(p, False, cfg.threshold) for p in probs]
