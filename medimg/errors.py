@@ -12,6 +12,7 @@ from pathlib import Path
 
 __all__ = [
     "CaseError",
+    "CheckpointError",
     "ConfigError",
     "DicomSeriesError",
     "GeometryError",
@@ -60,6 +61,10 @@ class GeometryError(MedimgError, ValueError):
 
 class DicomSeriesError(MedimgError, ValueError):
     """A DICOM folder or series cannot be assembled into a correct volume."""
+
+
+class CheckpointError(MedimgError, ValueError):
+    """A checkpoint is missing, unreadable or not the one recorded."""
 
 
 class ConfigError(MedimgError, ValueError):

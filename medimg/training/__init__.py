@@ -22,7 +22,6 @@ from medimg.training.bundle import (
 )
 from medimg.training.cases import apply_chain, split_cases
 from medimg.training.checkpoint import (
-    CheckpointError,
     load_checkpoint,
     save_checkpoint,
     sha256_file,
@@ -45,7 +44,6 @@ __all__ = [
     "LAST",
     "MODEL_RECORD",
     "SEGMENTATION_LOSSES",
-    "CheckpointError",
     "FitResult",
     "ModelBundle",
     "TrainConfig",

@@ -6,15 +6,11 @@ import hashlib
 from pathlib import Path
 from typing import Any
 
-from medimg.errors import MedimgError
+from medimg.errors import CheckpointError
 from medimg.io.writing import atomic_path
 from medimg.typing import PathLike
 
-__all__ = ["CheckpointError", "load_checkpoint", "save_checkpoint", "sha256_file"]
-
-
-class CheckpointError(MedimgError, ValueError):
-    """A checkpoint is missing, unreadable or not the one recorded."""
+__all__ = ["load_checkpoint", "save_checkpoint", "sha256_file"]
 
 
 def sha256_file(path: PathLike) -> str:

@@ -249,6 +249,7 @@ class _Reporter:
         self.bar = tqdm(
             total=cfg.max_epochs, initial=first_epoch, disable=not cfg.progress, unit="epoch"
         )
+        self.best = math.nan
         self.writer: Any = None
         if cfg.tensorboard:
             from torch.utils.tensorboard.writer import SummaryWriter
@@ -258,13 +259,19 @@ class _Reporter:
     def epoch(self, state: _State) -> None:
         h, n = state.history, state.epoch
         loss, lr, metric = h["train_loss"][-1], h["learning_rate"][-1], h["val_metric"][-1]
-        logger.info("epoch %d: train loss %.4f, lr %.2e, val %.4f", n, loss, lr, metric)
-        self.bar.set_postfix(loss=f"{loss:.4f}", val=f"{metric:.4f}", refresh=False)
+        validated = not math.isnan(metric)
+        if validated:
+            logger.info("epoch %d: train loss %.4f, lr %.2e, val %.4f", n, loss, lr, metric)
+            self.best = metric if math.isnan(self.best) else max(self.best, metric)
+        else:  # no validation this epoch: say so rather than print "nan"
+            logger.info("epoch %d: train loss %.4f, lr %.2e", n, loss, lr)
+        shown = f"{self.best:.4f}" if not math.isnan(self.best) else "-"
+        self.bar.set_postfix(loss=f"{loss:.4f}", best_val=shown, refresh=False)
         self.bar.update(1)
         if self.writer is not None:
             self.writer.add_scalar("train/loss", loss, n)
             self.writer.add_scalar("train/learning_rate", lr, n)
-            if not math.isnan(metric):
+            if validated:
                 self.writer.add_scalar("val/metric", metric, n)
 
     def close(self) -> None:

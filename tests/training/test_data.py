@@ -5,11 +5,10 @@ from pathlib import Path
 import pytest
 import torch
 
-from medimg.errors import ConfigError
+from medimg.errors import CheckpointError, ConfigError
 from medimg.keys import Keys
 from medimg.networks import NetworkConfig, build_network
 from medimg.training import (
-    CheckpointError,
     epoch_batches,
     holdout_split,
     label_balanced_crop,

@@ -9,10 +9,9 @@ import numpy as np
 import pytest
 import torch
 
-from medimg.errors import ConfigError
+from medimg.errors import CheckpointError, ConfigError
 from medimg.keys import Keys
 from medimg.training import (
-    CheckpointError,
     TrainConfig,
     autocast,
     label_balanced_crop,
