@@ -2,7 +2,6 @@ from __future__ import annotations
 
 import csv
 import json
-import os
 import shutil
 from pathlib import Path
 
@@ -136,10 +135,7 @@ def test_predict_without_a_model(dataset: Path, tmp_path: Path) -> None:
         predict(_cfg(dataset, tmp_path))
 
 
-@pytest.mark.slow
-@pytest.mark.skipif(
-    os.environ.get("MEDIMG_RUN_SLOW") != "1", reason="full demo (~2-4 min); set MEDIMG_RUN_SLOW=1"
-)
+@pytest.mark.slow  # the README's main job, 2-4 min on 2 cores; deselect with -m "not slow"
 def test_full_demo_reaches_dice_085(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     from medimg.cli import main
 
