@@ -192,12 +192,12 @@ def _probabilities(shape: tuple[int, ...]) -> Any:
 
 def medimg_back(slabs: bool) -> Callable[[], Any]:
     from medimg.keys import Keys
-    from medimg.transforms import RECORD_KEY, PreprocessConfig, preprocessing_for, to_source_grid
+    from medimg.transforms import PreprocessConfig, preprocessing_for, to_source_grid
 
     def setup(path: Path) -> Callable[[], Any]:
         cfg = PreprocessConfig(target_spacing_mm=(TARGET,) * 3, image_interp="linear", hu_window=HU)
         sample = preprocessing_for("CT", cfg)({Keys.IMAGE.value: str(path)})
-        record = sample[RECORD_KEY]
+        record = sample[Keys.RECORD]
         prob = _probabilities(tuple(sample["image"].shape[1:]))
         del sample
         if not slabs:

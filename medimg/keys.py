@@ -14,6 +14,10 @@ class Keys(str, Enum):
     LABEL = "label"
     CLASS = "class"
     CASE_ID = "case_id"
+    RECORD = "preprocess_record"
+    """The :class:`~medimg.transforms.PreprocessRecord` a chain keeps (every grid passed)."""
+    HISTORY = "augment_history"
+    """List of ``{"name", "applied", **sampled parameters}`` entries of the augmentations drawn."""
 
     def __str__(self) -> str:
         return self.value

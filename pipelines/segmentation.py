@@ -62,7 +62,7 @@ from medimg.training import (
     utc_now,
     write_run_record,
 )
-from medimg.transforms import RECORD_KEY, PreprocessConfig, preprocessing_for, to_source_grid
+from medimg.transforms import PreprocessConfig, preprocessing_for, to_source_grid
 from medimg.transforms.modality import target_spacing_for
 
 __all__ = [
@@ -359,8 +359,8 @@ def predict_case(
     """
     sample = apply_chain(chain, {IMAGE: str(case.images[0])})
     labels = _predict_labels(model[0], model[1], sample[IMAGE], infer)
-    on_source = to_source_grid(labels[None], sample[RECORD_KEY], interp="nearest")
-    return save_volume(on_source, out, like=sample[RECORD_KEY].source_affine, overwrite=True)
+    on_source = to_source_grid(labels[None], sample[Keys.RECORD], interp="nearest")
+    return save_volume(on_source, out, like=sample[Keys.RECORD].source_affine, overwrite=True)
 
 
 def predict(

@@ -24,16 +24,14 @@ augment
 
 from __future__ import annotations
 
-from medimg.transforms.augment import HISTORY_KEY, AugmentConfig, augmentation_for
+from medimg.transforms.augment import AugmentConfig, augmentation_for
 from medimg.transforms.config import HU_WINDOWS, PreprocessConfig
 from medimg.transforms.inversion import to_source_grid
 from medimg.transforms.modality import preprocessing_for
-from medimg.transforms.record import RECORD_KEY, PreprocessRecord
+from medimg.transforms.record import PreprocessRecord
 
 __all__ = [
-    "HISTORY_KEY",
     "HU_WINDOWS",
-    "RECORD_KEY",
     "AugmentConfig",
     "PreprocessConfig",
     "PreprocessRecord",

@@ -1,7 +1,7 @@
 """Seeded training augmentation per modality, recording what it drew.
 
 :func:`augmentation_for` returns MONAI ``Rand*d`` transforms, each wrapped so that after it runs
-the sample's ``augment_history`` list (:data:`HISTORY_KEY`) gains an entry with its name, whether
+the sample's ``augment_history`` list (:data:`Keys.HISTORY`) gains an entry with its name, whether
 it fired and the parameters it sampled (TorchIO's *history*): an augmented sample can be
 explained, and, with the seed, reproduced.
 
@@ -42,10 +42,7 @@ from medimg.errors import ConfigError
 from medimg.keys import Keys
 from medimg.modality import Modality, lookup_modality
 
-__all__ = ["HISTORY_KEY", "AugmentConfig", "RecordedRandom", "augmentation_for"]
-
-HISTORY_KEY = "augment_history"
-"""Sample key of the list of ``{"name", "applied", **sampled parameters}`` entries."""
+__all__ = ["AugmentConfig", "RecordedRandom", "augmentation_for"]
 
 IMAGE, LABEL = Keys.IMAGE.value, Keys.LABEL.value
 
@@ -155,7 +152,7 @@ _PARAMS: Final[Mapping[type, Callable[[Any], dict[str, Any]]]] = MappingProxyTyp
 
 
 class RecordedRandom(Randomizable, Transform):
-    """Run a MONAI ``Rand*d`` transform and append what it drew to ``sample[HISTORY_KEY]``.
+    """Run a MONAI ``Rand*d`` transform and append what it drew to ``sample[Keys.HISTORY]``.
 
     Parameters
     ----------
@@ -190,7 +187,7 @@ class RecordedRandom(Randomizable, Transform):
         entry: dict[str, Any] = {"name": self.name, "applied": applied}
         if applied:
             entry.update(_PARAMS[type(self.transform)](self.transform))
-        out[HISTORY_KEY] = [*data.get(HISTORY_KEY, []), entry]
+        out[Keys.HISTORY] = [*data.get(Keys.HISTORY, []), entry]
         return out
 
 

@@ -35,9 +35,10 @@ from monai.data.meta_tensor import MetaTensor
 
 from medimg.errors import ConfigError
 from medimg.io import atomic_path
+from medimg.keys import Keys
 from medimg.modality import Modality
 from medimg.transforms.config import PreprocessConfig
-from medimg.transforms.record import RECORD_KEY, PreprocessRecord
+from medimg.transforms.record import PreprocessRecord
 
 if TYPE_CHECKING:
     from medimg.fingerprint import Fingerprint
@@ -104,7 +105,7 @@ def _pack(sample: Mapping[Hashable, Any]) -> dict[str, Any]:
             packed["affines"][str(key)] = value.affine.tolist()
         if isinstance(value, torch.Tensor):
             packed["tensors"][str(key)] = value.as_subclass(torch.Tensor).contiguous()
-    record = sample.get(RECORD_KEY)
+    record = sample.get(Keys.RECORD)
     if isinstance(record, PreprocessRecord):
         packed["record"] = record.to_dict()
     return packed
@@ -116,7 +117,7 @@ def _unpack(packed: dict[str, Any], data: Mapping[Hashable, Any]) -> dict[Hashab
         affine = packed["affines"].get(key)
         out[key] = tensor if affine is None else MetaTensor(tensor, affine=torch.tensor(affine))
     if packed["record"] is not None:
-        out[RECORD_KEY] = PreprocessRecord.from_dict(packed["record"])
+        out[Keys.RECORD] = PreprocessRecord.from_dict(packed["record"])
     return out
 
 

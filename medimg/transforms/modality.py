@@ -25,7 +25,6 @@ from medimg.keys import Keys
 from medimg.modality import Modality, lookup_modality
 from medimg.transforms import functional as fn
 from medimg.transforms.config import PreprocessConfig
-from medimg.transforms.record import RECORD_KEY
 from medimg.transforms.resample import Interp
 from medimg.transforms.steps import (
     AttachAffined,
@@ -171,7 +170,7 @@ def _xr_chain(config: PreprocessConfig, fingerprint: Fingerprint | None) -> list
     low, high = config.xray_percentiles
     steps: list[Any] = [
         LoadVolumed([IMAGE], ndim=2),
-        DeleteItemsd(RECORD_KEY),
+        DeleteItemsd(Keys.RECORD),
         Lambdad(IMAGE, _as_float_tensor),
         Lambdad(IMAGE, partial(fn.percentile_window, low_pct=low, high_pct=high, inplace=True)),
     ]
@@ -214,7 +213,7 @@ def preprocessing_for(
         Maps ``{"image": path, "label": path}`` to float32 image and label ``MetaTensor`` s on
         the target grid plus ``sample["preprocess_record"]`` (3D modalities). PyTorch's
         ``default_collate`` cannot batch the record: training loaders drop it with
-        ``DeleteItemsd(RECORD_KEY)``; inference keeps it for ``to_source_grid``.
+        ``DeleteItemsd(Keys.RECORD)``; inference keeps it for ``to_source_grid``.
 
     Raises
     ------

@@ -16,10 +16,7 @@ from medimg.errors import GeometryError
 from medimg.io.geometry import affine_spacing, reorient_affine
 from medimg.typing import Affine
 
-__all__ = ["RECORD_KEY", "PreprocessRecord"]
-
-RECORD_KEY = "preprocess_record"
-"""Sample key under which the chain keeps the :class:`PreprocessRecord` of the image."""
+__all__ = ["PreprocessRecord"]
 
 
 def _affine(a: Any) -> Affine:

@@ -1,7 +1,7 @@
 """The geometric steps of medimg's chains, as MONAI dictionary transforms that keep a record.
 
 Each step updates the sample's :class:`~medimg.transforms.record.PreprocessRecord` (key
-:data:`~medimg.transforms.record.RECORD_KEY`), which is why they are classes (lesson 3 of
+:data:`~medimg.transforms.record.Keys.RECORD`), which is why they are classes (lesson 3 of
 STYLE.md: a class only for state or inversion). Until resampling the arrays stay numpy *views*
 of the loaded data in the stored dtype: reorientation and cropping copy nothing, and the
 resampler reads flipped axes by reversing its gather indices instead of copying them.
@@ -21,8 +21,9 @@ from numpy.typing import NDArray
 
 from medimg.errors import GeometryError
 from medimg.io import Volume, load_volume, reorient
+from medimg.keys import Keys
 from medimg.transforms.functional import foreground_box
-from medimg.transforms.record import RECORD_KEY, PreprocessRecord
+from medimg.transforms.record import PreprocessRecord
 from medimg.transforms.resample import Interp, resample_onehot, resample_separable, spacing_coords
 
 __all__ = [
@@ -36,10 +37,10 @@ __all__ = [
 
 
 def _record(data: Mapping[Hashable, Any]) -> PreprocessRecord:
-    record = data.get(RECORD_KEY)
+    record = data.get(Keys.RECORD)
     if not isinstance(record, PreprocessRecord):
         raise GeometryError(
-            f"sample must hold a PreprocessRecord under {RECORD_KEY!r} (made by LoadVolumed), "
+            f"sample must hold a PreprocessRecord under {Keys.RECORD!r} (made by LoadVolumed), "
             f"got {type(record).__name__}; start the chain with LoadVolumed"
         )
     return record
@@ -73,10 +74,10 @@ class LoadVolumed(MapTransform):
                     f"{key}: LoadVolumed needs a volume on its stored grid, got one already "
                     "reoriented or resampled; pass the path or the Volume from load_volume"
                 )
-            if RECORD_KEY not in d:
-                d[RECORD_KEY] = record
+            if Keys.RECORD not in d:
+                d[Keys.RECORD] = record
             else:
-                _check_same_grid(d[RECORD_KEY], record, str(key))
+                _check_same_grid(d[Keys.RECORD], record, str(key))
             d[key] = vol.array
         return d
 
@@ -100,7 +101,7 @@ class ToRASd(MapTransform):
         record = _record(d)
         for key in self.key_iterator(d):
             d[key] = reorient(np.asarray(d[key]), record.source_affine)[0]
-        d[RECORD_KEY] = record.reoriented()
+        d[Keys.RECORD] = record.reoriented()
         return d
 
 
@@ -120,7 +121,7 @@ class CropToForegroundd(MapTransform):
         where = (slice(None), *(slice(a, b) for a, b in box))
         for key in self.key_iterator(d):
             d[key] = d[key][where]
-        d[RECORD_KEY] = _record(d).cropped(box)
+        d[Keys.RECORD] = _record(d).cropped(box)
         return d
 
 
@@ -212,7 +213,7 @@ class ResampleToSpacingd(MapTransform):
             d[key] = self._resample(d[key], coords, kinds, is_label=key in self.label_keys)
         scale = np.diag([*(t / s for s, t in zip(spacing, self.target, strict=True)), 1.0])
         new_shape = tuple(len(c) for c in coords)
-        d[RECORD_KEY] = record.resampled(new_shape, record.grid_affine @ scale)
+        d[Keys.RECORD] = record.resampled(new_shape, record.grid_affine @ scale)
         return d
 
     def _resample(

@@ -10,10 +10,10 @@ import pytest
 import torch
 
 from medimg.errors import ConfigError
+from medimg.keys import Keys
 from medimg.modality import Modality
 from medimg.transforms.augment import (
     _AUGMENTS,
-    HISTORY_KEY,
     AugmentConfig,
     RecordedRandom,
     augmentation_for,
@@ -54,14 +54,14 @@ def test_same_seed_same_draws_different_seed_different() -> None:
     a = _run(augmentation_for("MR", ALWAYS, seed=3), _sample())
     b = _run(augmentation_for("MR", ALWAYS, seed=3), _sample())
     c = _run(augmentation_for("MR", ALWAYS, seed=4), _sample())
-    assert a[HISTORY_KEY] == b[HISTORY_KEY]
+    assert a[Keys.HISTORY] == b[Keys.HISTORY]
     assert torch.equal(torch.as_tensor(a["image"]), torch.as_tensor(b["image"]))
-    assert a[HISTORY_KEY] != c[HISTORY_KEY]
+    assert a[Keys.HISTORY] != c[Keys.HISTORY]
 
 
 def test_history_records_sampled_parameters_within_their_ranges() -> None:
     out = _run(augmentation_for(Modality.MR, ALWAYS, seed=1), _sample())
-    history = {e["name"]: e for e in out[HISTORY_KEY]}
+    history = {e["name"]: e for e in out[Keys.HISTORY]}
     assert list(history) == [
         "affine",
         "flip_2",
@@ -84,7 +84,7 @@ def test_history_records_sampled_parameters_within_their_ranges() -> None:
 
 def test_ct_has_no_bias_field_and_no_flip_by_default() -> None:
     out = _run(augmentation_for("CT", seed=0), _sample())
-    names = [e["name"] for e in out[HISTORY_KEY]]
+    names = [e["name"] for e in out[Keys.HISTORY]]
     assert "bias_field" not in names
     assert not any(n.startswith("flip") for n in names)
 
@@ -129,7 +129,7 @@ def test_xray_set_is_2d() -> None:
     cfg = dataclasses.replace(ALWAYS, flip_axes=())
     out = _run(augmentation_for("XR", cfg, seed=2), {"image": _sample(2)["image"]})
     assert tuple(out["image"].shape) == (1, 14, 12)
-    assert out[HISTORY_KEY][0]["name"] == "affine"
+    assert out[Keys.HISTORY][0]["name"] == "affine"
     with pytest.raises(ConfigError, match=r"flip_axes must name axes of a 2D image \(0..1\)"):
         augmentation_for("XR", ALWAYS)
 
@@ -164,7 +164,7 @@ def test_elastic_is_recorded() -> None:
         p_lowres=0.0,
     )
     out = _run(augmentation_for("CT", cfg, seed=0), _sample())
-    entry = next(e for e in out[HISTORY_KEY] if e["name"] == "elastic")
+    entry = next(e for e in out[Keys.HISTORY] if e["name"] == "elastic")
     assert 5.0 <= entry["sigma_vox"] <= 8.0
     out2d = _run(augmentation_for("XR", cfg, seed=0), {"image": _sample(2)["image"]})
-    assert any(e["name"] == "elastic" and e["applied"] for e in out2d[HISTORY_KEY])
+    assert any(e["name"] == "elastic" and e["applied"] for e in out2d[Keys.HISTORY])

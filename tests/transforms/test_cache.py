@@ -15,9 +15,10 @@ import pytest
 import torch
 
 from medimg.errors import ConfigError
+from medimg.keys import Keys
 from medimg.modality import Modality
 from medimg.synthetic import ct_phantom, grid_affine
-from medimg.transforms import RECORD_KEY, PreprocessConfig, preprocessing_for
+from medimg.transforms import PreprocessConfig, preprocessing_for
 from medimg.transforms.cache import CachedChain, chain_key
 
 CFG = PreprocessConfig(target_spacing_mm=(2.0, 2.0, 3.0), hu_window="soft_tissue")
@@ -58,7 +59,7 @@ def test_second_call_is_read_from_disk_and_equal(case: dict[str, str], tmp_path:
     assert torch.equal(first["image"].as_tensor(), again["image"].as_tensor())
     assert torch.equal(again["label"].as_tensor(), first["label"].as_tensor())
     np.testing.assert_array_equal(again["image"].affine.numpy(), first["image"].affine.numpy())
-    assert again[RECORD_KEY].to_dict() == first[RECORD_KEY].to_dict()
+    assert again[Keys.RECORD].to_dict() == first[Keys.RECORD].to_dict()
     assert again["case_id"] == "case"
 
 

@@ -12,9 +12,9 @@ import torch
 from medimg.errors import GeometryError
 from medimg.io import Volume, load_volume
 from medimg.io.geometry import SourceGeometry
+from medimg.keys import Keys
 from medimg.synthetic import ct_phantom, grid_affine
 from medimg.transforms import (
-    RECORD_KEY,
     PreprocessConfig,
     PreprocessRecord,
     preprocessing_for,
@@ -54,7 +54,7 @@ def test_label_round_trip_is_exact_when_upsampling(name: str) -> None:
         target_spacing_mm=target, hu_window="soft_tissue", crop_foreground_above=-500.0
     )
     sample = _run(ph, cfg)
-    record = sample[RECORD_KEY]
+    record = sample[Keys.RECORD]
     back = to_source_grid(sample["label"], record, interp="nearest")
     assert tuple(back.shape) == (1, *shape)
     assert back.dtype == torch.uint8
@@ -67,7 +67,7 @@ def test_lps_to_ras_flips_the_first_two_axes() -> None:
         target_spacing_mm=(1.0, 1.0, 2.5), hu_window="soft_tissue", image_interp="linear"
     )
     sample = _run(ph, cfg)
-    assert sample[RECORD_KEY].ornt == ((0, -1), (1, -1), (2, 1))
+    assert sample[Keys.RECORD].ornt == ((0, -1), (1, -1), (2, 1))
     expected = ph.label.array[:, ::-1, ::-1, :]
     assert np.array_equal(sample["label"].numpy(), expected)
     np.testing.assert_allclose(sample["label"].affine.numpy()[:3, :3].diagonal(), [1.0, 1.0, 2.5])
@@ -82,7 +82,7 @@ def test_crop_is_recorded_and_undone_by_padding() -> None:
         target_spacing_mm=(4.0, 4.5, 7.0), hu_window="soft_tissue", crop_foreground_above=-500.0
     )
     sample = preprocessing_for("CT", cfg)({"image": vol})
-    record = sample[RECORD_KEY]
+    record = sample[Keys.RECORD]
     assert record.crop_box[0][0] >= 6
     assert tuple(sample["image"].shape[1:]) == record.grid_shape
     back = to_source_grid(sample["image"], record, interp="nearest", fill=-1.0)
@@ -102,7 +102,7 @@ def test_linear_ramp_comes_back_exactly() -> None:
         target_spacing_mm=(1.5, 0.75, 1.5), hu_window="bone", image_interp="linear"
     )
     sample = _run(ph, cfg)
-    record = sample[RECORD_KEY]
+    record = sample[Keys.RECORD]
 
     def ramp(shape_: tuple[int, ...], aff: np.ndarray) -> torch.Tensor:
         ijk = np.stack(np.meshgrid(*[np.arange(n) for n in shape_], indexing="ij"), axis=-1)
@@ -121,7 +121,7 @@ def test_slabs_concatenated_equal_the_whole(name: str) -> None:
         target_spacing_mm=(1.7, 1.7, 1.7), hu_window="soft_tissue", crop_foreground_above=-500.0
     )
     sample = _run(ph, cfg)
-    record = sample[RECORD_KEY]
+    record = sample[Keys.RECORD]
     prob = torch.from_numpy(
         np.random.default_rng(0).random((2, *record.grid_shape), dtype=np.float32)
     )
@@ -150,7 +150,7 @@ def test_fill_per_channel_outside_the_crop() -> None:
         target_spacing_mm=(3.0, 3.0, 3.0), hu_window="soft_tissue", crop_foreground_above=-500.0
     )
     sample = preprocessing_for("CT", cfg)({"image": vol})
-    record = sample[RECORD_KEY]
+    record = sample[Keys.RECORD]
     prob = torch.zeros((2, *record.grid_shape))
     prob[1] = 1.0
     back = to_source_grid(prob, record, fill=(1.0, 0.0))
@@ -165,7 +165,7 @@ def test_fill_per_channel_outside_the_crop() -> None:
 def test_numpy_in_numpy_out() -> None:
     ph = _phantom((10, 8, 6), (2.0, 2.0, 3.0), "LPS", (0.0, 0.0, 0.0))
     sample = _run(ph, PreprocessConfig(target_spacing_mm=(1.0, 1.0, 1.5), hu_window="lung"))
-    back = to_source_grid(sample["label"].numpy(), sample[RECORD_KEY], interp="nearest")
+    back = to_source_grid(sample["label"].numpy(), sample[Keys.RECORD], interp="nearest")
     assert isinstance(back, np.ndarray)
     assert np.array_equal(back, ph.label.array)
 
@@ -173,7 +173,7 @@ def test_numpy_in_numpy_out() -> None:
 def test_inversion_errors() -> None:
     ph = _phantom((10, 8, 6), (2.0, 2.0, 3.0), "LPS", (0.0, 0.0, 0.0))
     sample = _run(ph, PreprocessConfig(target_spacing_mm=(1.0, 1.0, 1.5), hu_window="lung"))
-    record = sample[RECORD_KEY]
+    record = sample[Keys.RECORD]
     with pytest.raises(GeometryError, match="prediction must be"):
         to_source_grid(torch.zeros(1, 3, 3, 3), record)
     with pytest.raises(GeometryError, match="z_range must satisfy 0 <= z0 < z1 <= 6"):
@@ -193,7 +193,7 @@ def test_inversion_errors() -> None:
 def test_record_survives_a_dict_round_trip() -> None:
     ph = _phantom((10, 8, 6), (2.0, 2.0, 3.0), "PLS", (0.0, 5.0, 0.0))
     record = _run(ph, PreprocessConfig(target_spacing_mm=(1.0, 1.0, 1.5), hu_window="lung"))[
-        RECORD_KEY
+        Keys.RECORD
     ]
     again = PreprocessRecord.from_dict(record.to_dict())
     assert again.to_dict() == record.to_dict()
@@ -241,7 +241,7 @@ def test_totalsegmentator_labels_round_trip(realdata: Path) -> None:
         target_spacing_mm=(1.5, 1.5, 1.5), hu_window="soft_tissue", crop_foreground_above=-900.0
     )
     sample = preprocessing_for("CT", cfg)({"image": image, "label": label})
-    back = to_source_grid(sample["label"], sample[RECORD_KEY], interp="nearest").numpy()
+    back = to_source_grid(sample["label"], sample[Keys.RECORD], interp="nearest").numpy()
     assert back.shape == label.array.shape
     for v in organs:
         assert _dice(back == v, label.array == v) == 1.0, v
@@ -254,7 +254,7 @@ def test_totalsegmentator_labels_round_trip(realdata: Path) -> None:
     lab = sample["label"].as_tensor()
     values = [0, *organs]
     onehot = torch.stack([(lab[0] == v).float() for v in values])
-    probs = to_source_grid(onehot, sample[RECORD_KEY])
+    probs = to_source_grid(onehot, sample[Keys.RECORD])
     back = np.asarray(values, dtype=np.uint8)[probs.argmax(0).numpy()]
     scores = {
         v: _dice(back == v, label.array[0] == v) for v in organs if (label.array == v).sum() >= 1000
@@ -295,12 +295,12 @@ def test_inversion_equals_monai_invert_on_an_anisotropic_lps_file(tmp_path: Path
     )
     ours = preprocessing_for("CT", cfg)({"image": str(path)})
     out = stock({"image": str(path)})["image"]
-    assert tuple(out.shape[1:]) == ours[RECORD_KEY].grid_shape
+    assert tuple(out.shape[1:]) == ours[Keys.RECORD].grid_shape
     prob = torch.from_numpy(np.random.default_rng(3).random((2, *out.shape[1:]), dtype=np.float32))
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # MONAI: "Setting affine, but the meta has an affine"
         pred = MetaTensor(prob.clone(), affine=out.affine, meta=dict(out.meta))
         pred.applied_operations = list(out.applied_operations)
         theirs = stock.inverse({"image": pred})["image"]
-    back = to_source_grid(prob, ours[RECORD_KEY])
+    back = to_source_grid(prob, ours[Keys.RECORD])
     np.testing.assert_allclose(back.numpy(), theirs.numpy(), atol=1e-5)

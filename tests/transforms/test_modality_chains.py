@@ -14,9 +14,10 @@ import torch
 from medimg.errors import ConfigError, GeometryError
 from medimg.fingerprint import Fingerprint
 from medimg.io import Volume
+from medimg.keys import Keys
 from medimg.modality import Modality
 from medimg.synthetic import ct_phantom, grid_affine, mri_phantom, xray_phantom
-from medimg.transforms import RECORD_KEY, PreprocessConfig, preprocessing_for
+from medimg.transforms import PreprocessConfig, preprocessing_for
 from medimg.transforms.modality import _CHAINS, target_spacing_for
 from medimg.transforms.steps import LoadVolumed, resample_plan
 
@@ -89,7 +90,7 @@ def test_ct_chain_uses_fingerprint_clip_and_zscore(
     # air (-1000 HU) clips to -100, i.e. (-100 - 100) / 50 = -4; nothing exceeds (300 - 100) / 50.
     assert float(image.min()) == pytest.approx(-4.0, abs=1e-5)
     assert float(image.max()) <= 4.0 + 1e-5
-    np.testing.assert_allclose(image.affine.numpy(), sample[RECORD_KEY].grid_affine, atol=1e-6)
+    np.testing.assert_allclose(image.affine.numpy(), sample[Keys.RECORD].grid_affine, atol=1e-6)
 
 
 def test_ct_chain_needs_stats_or_a_window() -> None:
@@ -137,7 +138,7 @@ def test_xray_chain_windows_and_pads(tmp_path: Path) -> None:
     sample = preprocessing_for("XR", cfg)({"image": str(path)})
     image = sample["image"]
     assert tuple(image.shape) == (1, 100, 100)
-    assert RECORD_KEY not in sample
+    assert Keys.RECORD not in sample
     # 64 x 80 scaled by 1.25 to 80 x 100: 10 empty rows above and below.
     assert float(image[0, :10].abs().max()) == 0.0
     assert float(image[0, 90:].abs().max()) == 0.0
