@@ -52,10 +52,19 @@ def window_grid(shape: Sequence[int], roi: Sequence[int], overlap: float) -> Win
     return WindowGrid(shape3, roi3, (pad[0], pad[1], pad[2]), padded, starts)  # type: ignore[arg-type]  # 3 axes by construction
 
 
-def slab_depth(grid: WindowGrid) -> int:
-    """Largest number of Z planes finished at once: the step between rows of windows."""
+SLAB_BYTES = 64 * 1024**2
+"""Largest float32 score block reduced at once; thinner slabs are handed out past it."""
+
+
+def slab_depth(grid: WindowGrid, n_classes: int) -> int:
+    """Z planes finished at once: the step between rows of windows, or fewer.
+
+    Fewer when that step's ``K * X * Y`` float32 scores would exceed :data:`SLAB_BYTES`.
+    """
     starts = grid.starts[2]
-    return max([b - a for a, b in itertools.pairwise(starts)] or [grid.roi[2]])
+    step = max([b - a for a, b in itertools.pairwise(starts)] or [grid.roi[2]])
+    plane = n_classes * grid.shape[0] * grid.shape[1] * 4
+    return max(1, min(step, SLAB_BYTES // plane))
 
 
 @dataclass(frozen=True)
@@ -103,7 +112,7 @@ class Stitcher:
         px, py, _ = grid.padded
         depth = grid.roi[2]
         self.grid, self.output, self.depth = grid, output, depth
-        self.slab_depth = slab_depth(grid)
+        self.slab_depth = slab_depth(grid, n_classes)
         self.importance = importance.to(device)
         # Physical layout (X, Y, Z, K) matches channels-last network output (K fastest).
         if device.type == "cpu":  # numpy-backed so tracemalloc can see it

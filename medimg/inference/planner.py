@@ -156,19 +156,22 @@ def _estimate(
     n_classes, per_window = probe
     grid = window_grid((x, y, z), config.roi_size_vox, config.overlap)
     (px, py, _), roi_vox = grid.padded, grid.roi[0] * grid.roi[1] * grid.roi[2]
-    step = slab_depth(grid)
+    step = slab_depth(grid, n_classes)
     result = (x * y * z if config.output == "labels" else n_classes * x * y * z * _F32) * int(
         result_in_memory
     )
-    # scores divided by the weights, then argmax (int64 + uint8) or softmax (+ contiguous copy)
+    # scores divided by the weights, then argmax (int64 + uint8) or softmax (+ contiguous copy),
+    # for one thin slab; plus the finished output of one row step, handed out after the batch
     reduce = n_classes * _F32 + (9 if config.output == "labels" else 2 * _F32 * n_classes)
+    row_step = max(b - a for a, b in zip(grid.starts[2], (*grid.starts[2][1:], z), strict=True))
+    handed = (1 if config.output == "labels" else n_classes * _F32) * x * y * row_step
     return MemoryEstimate(
         model=0,
         activations=per_window * batch,
         windows=(3 * c + 3 * n_classes) * roi_vox * _F32 * batch,
         input_rows=3 * c * px * py * grid.roi[2] * _F32,
         stitching=(n_classes + 1) * px * py * grid.roi[2] * _F32,
-        slab=reduce * x * y * step,
+        slab=reduce * x * y * step + handed,
         result=result,
     )
 
@@ -280,7 +283,7 @@ def _make_plan(
         n_classes=n_classes,
         n_windows=grid.n_windows,
         n_rows=len(grid.starts[2]),
-        slab_depth_vox=slab_depth(grid),
+        slab_depth_vox=slab_depth(grid, n_classes),
         memory=estimate,
         budget_bytes=budget,
     )
