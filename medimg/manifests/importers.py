@@ -246,11 +246,9 @@ def write_converted_manifest(
     OutputExistsError
         If `out` exists and `overwrite` is false.
     """
-    import json
     import os
 
-    from medimg.io.writing import atomic_path
-    from medimg.manifests.load import _parse, read_manifest_json
+    from medimg.manifests.load import read_manifest_json, save_manifest
 
     record = convert_dataset_json(read_manifest_json(source), source, modality=modality)
     src_dir, out_dir = source.resolve().parent, out.resolve().parent
@@ -269,9 +267,4 @@ def write_converted_manifest(
         paths += [case["image"]] if isinstance(case["image"], str) else case["image"]
     if any(".." in Path(p).parts or Path(p).is_absolute() for p in paths):
         record["allow_paths_outside_root"] = True
-    problems = _parse(record)[1]
-    if problems:
-        raise ManifestError(source, problems)
-    with atomic_path(out, overwrite=overwrite) as tmp:
-        tmp.write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
-    return out
+    return save_manifest(record, out, overwrite=overwrite)

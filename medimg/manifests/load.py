@@ -35,6 +35,7 @@ __all__ = [
     "manifest_sha256",
     "read_manifest_json",
     "resolve_cases",
+    "save_manifest",
 ]
 
 logger = logging.getLogger(__name__)
@@ -181,6 +182,30 @@ def resolve_cases(manifest: Manifest, manifest_path: PathLike) -> tuple[Resolved
 
 def _absolute(root: Path, relative: str) -> Path:
     return Path(os.path.normpath(root / relative))
+
+
+def save_manifest(record: Mapping[str, Any], path: PathLike, *, overwrite: bool = False) -> Path:
+    """Write a manifest's JSON atomically, after checking it passes the schema layer.
+
+    Nothing is written when the record has problems, so medimg never writes a manifest its own
+    loader would refuse.
+
+    Raises
+    ------
+    ManifestError
+        Listing every schema problem of `record`.
+    OutputExistsError
+        If `path` exists and `overwrite` is false.
+    """
+    from medimg.io.writing import atomic_path
+
+    path = Path(path)
+    problems = _parse(record)[1]
+    if problems:
+        raise ManifestError(path, problems)
+    with atomic_path(path, overwrite=overwrite) as tmp:
+        tmp.write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
+    return path
 
 
 # --------------------------------------------------------------------------------------------

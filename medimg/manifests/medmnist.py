@@ -13,7 +13,6 @@ is not recorded, so volumes are written on a 1 mm isotropic, RAS-stored grid. Mu
 
 from __future__ import annotations
 
-import json
 import logging
 from pathlib import Path
 from typing import Any
@@ -23,7 +22,7 @@ from numpy.typing import NDArray
 
 from medimg.errors import ConfigError, ImageReadError
 from medimg.io.formats import strip_suffix
-from medimg.io.writing import atomic_path, save_volume
+from medimg.io.writing import save_volume
 from medimg.modality import Modality, lookup_modality
 from medimg.synthetic.phantoms import grid_affine
 from medimg.typing import PathLike
@@ -111,7 +110,9 @@ def import_medmnist(
     }
     for key, split in _SPLITS:
         manifest[split] = _write_split(arrays, key, names, out, overwrite)
-    return _write_manifest(manifest, out / "dataset.json", overwrite)
+    from medimg.manifests.load import save_manifest
+
+    return save_manifest(manifest, out / "dataset.json", overwrite=overwrite)
 
 
 def _check_keys(path: Path, arrays: dict[str, NDArray[Any]]) -> None:
@@ -172,12 +173,3 @@ def _write_split(
         cases.append({"id": case_id, "image": relative, "class": names[int(label)]})
     logger.info("%s: wrote %d cases", key, len(cases))
     return cases
-
-
-def _write_manifest(record: dict[str, Any], path: Path, overwrite: bool) -> Path:
-    from medimg.manifests.schema import Manifest
-
-    Manifest.model_validate(record)  # never write a manifest our own loader would refuse
-    with atomic_path(path, overwrite=overwrite) as tmp:
-        tmp.write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
-    return path

@@ -14,7 +14,6 @@ Layouts::
 
 from __future__ import annotations
 
-import json
 import math
 from pathlib import Path
 from typing import Any
@@ -22,7 +21,7 @@ from typing import Any
 import numpy as np
 
 from medimg.errors import ConfigError
-from medimg.io.writing import atomic_path, save_volume
+from medimg.io.writing import save_volume
 from medimg.synthetic.phantoms import CT_LABELS, ct_phantom, grid_affine, xray_phantom
 from medimg.typing import Affine, PathLike, Shape3D
 
@@ -118,7 +117,6 @@ def write_ct_segmentation_dataset(
         save_volume(phantom.image.array, out / image, like=phantom.image, overwrite=overwrite)
         save_volume(phantom.label.array, out / label, like=phantom.label, overwrite=overwrite)
         cases.append({"id": case_id, "image": image, "label": label})
-    n_test = n_cases // 5
     record: dict[str, Any] = {
         "schema_version": 1,
         "name": "synthetic_ct_organs",
@@ -127,11 +125,8 @@ def write_ct_segmentation_dataset(
         f"--cases {n_cases} --seed {seed}",
         "channels": [{"name": "CT", "modality": "CT"}],
         "labels": [{"value": v, "name": n} for v, n in CT_LABELS.items()],
-        "training": cases[: n_cases - n_test],
     }
-    if n_test:
-        record["test"] = cases[n_cases - n_test :]
-    return _write_manifest(record, manifest, overwrite)
+    return _finish(record, cases, manifest, overwrite)
 
 
 def write_xray_classification_dataset(
@@ -176,7 +171,6 @@ def write_xray_classification_dataset(
         image = f"images/{case_id}.nii.gz"
         save_volume(phantom.image.array, out / image, like=phantom.image, overwrite=overwrite)
         cases.append({"id": case_id, "image": image, "class": XRAY_CLASSES[phantom.label]})
-    n_test = n_cases // 5
     record: dict[str, Any] = {
         "schema_version": 1,
         "name": "synthetic_xray_nodules",
@@ -185,14 +179,18 @@ def write_xray_classification_dataset(
         f"--seed {seed}",
         "channels": [{"name": "XR", "modality": "XR"}],
         "classes": list(XRAY_CLASSES),
-        "training": cases[: n_cases - n_test],
     }
+    return _finish(record, cases, manifest, overwrite)
+
+
+def _finish(
+    record: dict[str, Any], cases: list[dict[str, Any]], path: Path, overwrite: bool
+) -> Path:
+    """Put the last ``len(cases) // 5`` cases in the test split and write the manifest."""
+    from medimg.manifests.load import save_manifest
+
+    n_test = len(cases) // 5
+    record["training"] = cases[: len(cases) - n_test]
     if n_test:
-        record["test"] = cases[n_cases - n_test :]
-    return _write_manifest(record, manifest, overwrite)
-
-
-def _write_manifest(record: dict[str, Any], path: Path, overwrite: bool) -> Path:
-    with atomic_path(path, overwrite=overwrite) as tmp:
-        tmp.write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
-    return path
+        record["test"] = cases[len(cases) - n_test :]
+    return save_manifest(record, path, overwrite=overwrite)
