@@ -5,6 +5,9 @@
 * :func:`iter_slabs` -- the same, yielding the finished output slab by slab along Z;
 * :func:`predict_to_nifti` / :func:`write_slabs_nifti` -- the output streamed to an uncompressed
   NIfTI file slab by slab, for volumes whose outputs do not fit in memory;
+* :func:`source_label_slabs` -- probabilities on the preprocessed grid to uint8 labels on the
+  stored grid, slab by slab, never holding the full-resolution probabilities;
+* :func:`measure_usage` -- wall time and peak memory of one case;
 * :func:`plan_inference` -- predicted peak memory, batch size and placement, before running;
 * :class:`InferenceConfig` -- the settings.
 """
@@ -16,20 +19,26 @@ from medimg.inference.gaussian import gaussian_importance_map, window_starts
 from medimg.inference.planner import InferencePlan, MemoryEstimate, plan_inference
 from medimg.inference.sliding import Slab, iter_slabs, predict_volume
 from medimg.inference.source import SlabSource, open_source
+from medimg.inference.to_source import DEFAULT_SLAB_BYTES, source_label_slabs
+from medimg.inference.usage import Usage, measure_usage
 from medimg.inference.writer import predict_to_nifti, write_slabs_nifti
 
 __all__ = [
+    "DEFAULT_SLAB_BYTES",
     "InferenceConfig",
     "InferencePlan",
     "MemoryEstimate",
     "Slab",
     "SlabSource",
+    "Usage",
     "gaussian_importance_map",
     "iter_slabs",
+    "measure_usage",
     "open_source",
     "plan_inference",
     "predict_to_nifti",
     "predict_volume",
+    "source_label_slabs",
     "window_starts",
     "write_slabs_nifti",
 ]
