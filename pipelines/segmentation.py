@@ -11,8 +11,11 @@ Everything lands under ``cfg.out_dir``::
 
     model/         model.json, fingerprint.json, best.pt, last.pt, run.json, curves.png,
                    tensorboard/
-    predictions/   <case_id>.nii.gz on each image's stored grid, run.json
+    predictions/   <case_id>.nii.gz on each image's stored grid, summary.json, run.json
     evaluation/    cases.csv, summary.json, <case_id>.png overlays, run.json
+
+``model_folder`` and ``predictions_folder`` point prediction at a model trained elsewhere and
+a folder of its own (``medimg predict --model RUN_DIR --out DIR``).
 
 Notebook use: ``from pipelines.segmentation import SegmentationConfig, train, predict, evaluate``.
 """
@@ -21,7 +24,7 @@ from __future__ import annotations
 
 import json
 import logging
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal
 
@@ -39,14 +42,22 @@ from medimg.evaluation import (
     write_json,
 )
 from medimg.fingerprint import Fingerprint, load_or_compute_fingerprint
-from medimg.inference import InferenceConfig, plan_inference, predict_volume
-from medimg.io import load_volume, save_volume
+from medimg.inference import (
+    InferenceConfig,
+    measure_usage,
+    plan_inference,
+    predict_volume,
+    source_label_slabs,
+    write_slabs_nifti,
+)
+from medimg.io import load_volume, read_header
 from medimg.keys import Keys
 from medimg.manifests import Manifest, ResolvedCase, load_manifest, resolve_cases
 from medimg.networks import NetworkConfig, Task, build_network, lookup_network
 from medimg.training import (
     BEST,
     LAST,
+    MODEL_RECORD,
     SEGMENTATION_LOSSES,
     FitResult,
     TrainConfig,
@@ -62,7 +73,7 @@ from medimg.training import (
     utc_now,
     write_run_record,
 )
-from medimg.transforms import PreprocessConfig, preprocessing_for, to_source_grid
+from medimg.transforms import PreprocessConfig, preprocessing_for
 from medimg.transforms.modality import target_spacing_for
 
 __all__ = [
@@ -115,6 +126,11 @@ class SegmentationConfig:
         Surface Dice tolerance.
     seed : int
         Seeds the generators once, the split and every epoch's patches.
+    model_folder : Path, optional
+        Trained model to predict with: a model folder (holding ``model.json``) or a run folder
+        holding ``model/``; default ``out_dir/model``, where :func:`train` writes.
+    predictions_folder : Path, optional
+        Where :func:`predict` writes and :func:`evaluate` reads; default ``out_dir/predictions``.
     """
 
     manifest: Path
@@ -132,10 +148,13 @@ class SegmentationConfig:
     sw_overlap: float = 0.5
     tolerance_mm: float = 2.0
     seed: int = 0
+    model_folder: Path | None = None
+    predictions_folder: Path | None = None
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "manifest", Path(self.manifest))
-        object.__setattr__(self, "out_dir", Path(self.out_dir))
+        for name in ("manifest", "out_dir", "model_folder", "predictions_folder"):
+            if (value := getattr(self, name)) is not None:
+                object.__setattr__(self, name, Path(value))
         name = lookup_network(self.network)
         if name.task is not Task.SEGMENTATION:
             raise ConfigError(f"network must be a segmentation network, got {self.network!r}")
@@ -159,8 +178,18 @@ class SegmentationConfig:
 
     @property
     def model_dir(self) -> Path:
-        """Where :func:`train` writes the model."""
-        return self.out_dir / "model"
+        """Where :func:`train` writes the model and :func:`predict` reads it."""
+        if self.model_folder is None:
+            return self.out_dir / "model"
+        nested = self.model_folder / "model"
+        if not (self.model_folder / MODEL_RECORD).is_file() and (nested / MODEL_RECORD).is_file():
+            return nested  # a run folder
+        return self.model_folder
+
+    @property
+    def predictions_dir(self) -> Path:
+        """Where :func:`predict` writes label maps and :func:`evaluate` reads them."""
+        return self.predictions_folder or self.out_dir / "predictions"
 
 
 @dataclass(frozen=True)
@@ -177,12 +206,19 @@ class TrainResult:
 
 @dataclass(frozen=True)
 class CasePrediction:
-    """One case of :func:`predict`; ``status``: ``written``, ``skipped`` (existed), ``failed``."""
+    """One case of :func:`predict`.
+
+    ``status``: ``written``, ``skipped`` (a valid output was there) or ``failed`` (``error``
+    says why). ``time_s`` and ``peak_memory_bytes`` (the process's peak RSS while the case ran,
+    see :mod:`medimg.inference.usage`) are ``None`` for skipped cases.
+    """
 
     case_id: str
     path: Path
     status: str
     error: str | None = None
+    time_s: float | None = None
+    peak_memory_bytes: int | None = None
 
 
 @dataclass(frozen=True)
@@ -239,7 +275,7 @@ def _inference_config(cfg: SegmentationConfig, net_cfg: NetworkConfig) -> Infere
 def _predict_labels(
     model: torch.nn.Module, net_cfg: NetworkConfig, image: Any, infer: InferenceConfig
 ) -> Any:
-    """Sliding-window labels of one preprocessed image ``(C, X, Y, Z)``.
+    """Sliding-window output (``infer.output``) of one preprocessed image ``(C, X, Y, Z)``.
 
     The memory plan is made on a fresh network of the same configuration: the planner's
     meta-device probe (``torch.func.functional_call`` with tied weights) leaves meta parameters
@@ -355,52 +391,143 @@ def predict_case(
 ) -> Path:
     """Predict one case and write its label map on the image's stored grid; return the path.
 
-    ``model`` is the trained network with its configuration.
+    ``model`` is the trained network with its configuration. The network's probabilities on
+    the (small) preprocessed grid go back to the stored grid slab by slab
+    (:func:`~medimg.inference.source_label_slabs`) and each slab's labels are written as they
+    come (:func:`~medimg.inference.write_slabs_nifti`, atomically), so neither probabilities
+    nor labels are ever held at full resolution.
     """
     sample = apply_chain(chain, {IMAGE: str(case.images[0])})
-    labels = _predict_labels(model[0], model[1], sample[IMAGE], infer)
-    on_source = to_source_grid(labels[None], sample[Keys.RECORD], interp="nearest")
-    return save_volume(on_source, out, like=sample[Keys.RECORD].source_affine, overwrite=True)
+    record = sample[Keys.RECORD]
+    probabilities = _predict_labels(
+        model[0], model[1], sample[IMAGE], replace(infer, output="probabilities")
+    )
+    return write_slabs_nifti(
+        source_label_slabs(probabilities, record), out,
+        shape=record.source_shape, affine=record.source_affine, dtype=np.uint8, overwrite=True,
+    )  # fmt: skip
+
+
+def _is_done(case: ResolvedCase, path: Path) -> bool:
+    """Whether ``path`` holds a readable image on the grid of the case's image."""
+    try:
+        done, image = load_volume(path), read_header(case.images[0])
+    except (MedimgError, OSError, ValueError) as exc:
+        if path.exists():
+            logger.warning("%s: predicting %s again: %s", path, case.case_id, exc)
+        return False
+    if done.spatial_shape == image.shape and np.allclose(done.affine, image.affine, atol=1e-3):
+        return True
+    logger.warning("%s: predicting %s again: not on the image's grid", path, case.case_id)
+    return False
+
+
+# what a failing case may raise: medimg's checks, IO, torch (out of memory included), numpy
+_CASE_ERRORS = (MedimgError, OSError, RuntimeError, ValueError, MemoryError)
+
+
+def _run_case(
+    case: ResolvedCase, path: Path, work: tuple[Any, tuple[torch.nn.Module, NetworkConfig]],
+    infer: InferenceConfig, fail_fast: bool,
+) -> CasePrediction:  # fmt: skip
+    with measure_usage() as usage:
+        try:
+            predict_case(case, work[0], work[1], infer, path)
+            error = None
+        except _CASE_ERRORS as exc:
+            if fail_fast:
+                raise CaseError(f"case {case.case_id}: prediction failed: {exc}") from exc
+            logger.error("case %s: prediction failed: %s", case.case_id, exc)
+            error = f"{type(exc).__name__}: {exc}"
+    status = "written" if error is None else "failed"
+    return CasePrediction(
+        case.case_id, path, status, error, round(usage.time_s, 3), usage.peak_memory_bytes
+    )
+
+
+def _summary(split: str, model_dir: Path, results: list[CasePrediction]) -> dict[str, Any]:
+    counts = {s: sum(c.status == s for c in results) for s in ("written", "skipped", "failed")}
+    cases = [
+        {
+            "case_id": c.case_id,
+            "path": c.path.name,
+            "status": c.status,
+            "time_s": c.time_s,
+            "peak_memory_mb": None
+            if c.peak_memory_bytes is None
+            else round(c.peak_memory_bytes / 2**20, 1),
+            "error": c.error,
+        }
+        for c in results
+    ]
+    return {
+        "split": split,
+        "model_dir": str(model_dir),
+        "peak_memory": "process peak RSS while the case ran: " + _memory_method(),
+        **counts,
+        "cases": cases,
+    }
+
+
+def _memory_method() -> str:
+    with measure_usage() as probe:  # how this process measures (same for every case)
+        pass
+    return probe.method
 
 
 def predict(
-    cfg: SegmentationConfig, *, split: str = "test", overwrite: bool = False, fail_fast: bool = True
+    cfg: SegmentationConfig,
+    *,
+    split: str = "test",
+    overwrite: bool = False,
+    fail_fast: bool = True,
+    progress: bool = False,
 ) -> PredictResult:
-    """Predict every case of ``split`` onto its stored grid, skipping cases already written.
+    """Predict every case of ``split`` onto its stored grid, skipping cases already done.
+
+    Label maps go to ``cfg.predictions_dir``, with ``summary.json`` (per case: status, time,
+    peak memory, error) and ``run.json``. A case is skipped when its output is a readable image
+    on the grid of the case's image (unless ``overwrite``); any other output is predicted again.
+    Every file is written atomically, so an interrupted batch resumes where it stopped.
 
     With ``fail_fast`` (the default) every file is checked before work starts and a problem
     raises (:class:`~medimg.errors.ManifestError` listing them all, or
     :class:`~medimg.errors.CaseError` naming the case). Without it only the manifest's schema
     is checked up front, and a failing case is recorded (status ``failed``, with the reason)
-    while the batch goes on.
+    while the batch goes on. ``progress`` shows a tqdm bar over cases.
     """
     started = utc_now()
     bundle = load_model_bundle(cfg.model_dir)
-    model, net_cfg = bundle.model, bundle.network
-    chain = preprocessing_for(bundle.modality, bundle.preprocess, bundle.fingerprint)
-    infer = _inference_config(cfg, net_cfg)
-    out_dir = cfg.out_dir / "predictions"
+    work = (
+        preprocessing_for(bundle.modality, bundle.preprocess, bundle.fingerprint),
+        (bundle.model, bundle.network),
+    )
+    infer = _inference_config(cfg, bundle.network)
+    out_dir = cfg.predictions_dir
     manifest = load_manifest(cfg.manifest, check_files=fail_fast)
+    cases = [c for c in resolve_cases(manifest, cfg.manifest) if c.split == split]
     results = []
-    for case in (c for c in resolve_cases(manifest, cfg.manifest) if c.split == split):
+    for case in _progress(cases, progress):
         path = out_dir / f"{case.case_id}.nii.gz"
-        if path.exists() and not overwrite:
+        if not overwrite and _is_done(case, path):
             results.append(CasePrediction(case.case_id, path, "skipped"))
             continue
-        try:
-            predict_case(case, chain, (model, net_cfg), infer, path)
-        except (MedimgError, OSError) as exc:
-            if fail_fast:
-                raise CaseError(f"case {case.case_id}: prediction failed: {exc}") from exc
-            results.append(CasePrediction(case.case_id, path, "failed", str(exc)))
-            continue
-        results.append(CasePrediction(case.case_id, path, "written"))
-        logger.info("predicted %s -> %s", case.case_id, path)
+        results.append(_run_case(case, path, work, infer, fail_fast))
+        logger.info("case %s: %s -> %s", case.case_id, results[-1].status, path)
+    write_json(_summary(split, cfg.model_dir, results), out_dir / "summary.json", overwrite=True)
     write_run_record(
         out_dir, config=cfg, seed=cfg.seed, started=started, manifest=cfg.manifest,
         extra={"split": split, "cases": results},
     )  # fmt: skip
     return PredictResult(out_dir=out_dir, cases=tuple(results))
+
+
+def _progress(cases: list[ResolvedCase], enabled: bool) -> Any:
+    if not enabled:
+        return cases
+    from tqdm.auto import tqdm
+
+    return tqdm(cases, unit="case", desc="predict")
 
 
 def _score(case: ResolvedCase, prediction: Path, labels: dict[int, str], tol: float) -> CaseScores:
@@ -442,7 +569,7 @@ def evaluate(
     cases = [c for c in resolve_cases(manifest, cfg.manifest) if c.split == split and c.label]
     if not cases:
         raise ConfigError(f"split {split!r} of {cfg.manifest} must have labelled cases, got none")
-    preds = {c.case_id: cfg.out_dir / "predictions" / f"{c.case_id}.nii.gz" for c in cases}
+    preds = {c.case_id: cfg.predictions_dir / f"{c.case_id}.nii.gz" for c in cases}
     scores = [_score(c, preds[c.case_id], labels, cfg.tolerance_mm) for c in cases]
     write_case_csv(scores, out_dir / "cases.csv", overwrite=overwrite)
     summary = summarize(scores)

@@ -87,16 +87,25 @@ def register(sub: Any) -> None:
     predict = sub.add_parser(
         "predict",
         help="predict a split with a trained model (label maps or class probabilities)",
-        description="Segmentation: OUT/predictions/<case>.nii.gz on each image's stored grid; "
-        "classification: OUT/predictions/<split>.csv. Cases already done are skipped unless "
-        "--force.",
+        description="Segmentation: OUT/predictions/<case>.nii.gz on each image's stored grid "
+        "(with --model: OUT/<case>.nii.gz), summary.json (per case: status, time, peak memory, "
+        "error) beside them; classification: OUT/predictions/<split>.csv. Cases already done "
+        "(a readable image on the right grid) are skipped unless --force. Exit status 1 when "
+        "a case failed.",
     )
     _common(predict)
+    predict.add_argument(
+        "--model", type=Path, default=None, metavar="DIR",
+        help="segmentation: a trained model folder (model.json) or a run folder holding model/; "
+        "predictions then go to --out itself and failing cases are recorded while the batch "
+        "goes on (as with --keep-going)",
+    )  # fmt: skip
     predict.add_argument("--split", default="test", help="manifest split (default: test)")
     predict.add_argument("--force", action="store_true", help="overwrite existing predictions")
     predict.add_argument(
         "--keep-going", action="store_true", help="record failing cases and continue"
     )
+    predict.add_argument("--progress", action="store_true", help="show a progress bar over cases")
     predict.set_defaults(handler=run_predict)
     evaluate = sub.add_parser(
         "evaluate",
@@ -154,7 +163,7 @@ def build_config(args: argparse.Namespace) -> Any:
     """The :class:`~pipelines.segmentation.SegmentationConfig` the arguments describe."""
     from pipelines.segmentation import SegmentationConfig
 
-    extra = {}
+    extra: dict[str, Any] = {}
     if hasattr(args, "network"):
         extra = {
             "network": args.network or "dynunet",
@@ -163,6 +172,8 @@ def build_config(args: argparse.Namespace) -> Any:
             "batch_size": args.batch_size or 2,
             "loss": args.loss,
         }
+    if getattr(args, "model", None) is not None:
+        extra |= {"model_folder": args.model, "predictions_folder": args.out}
     return SegmentationConfig(
         manifest=args.manifest,
         out_dir=args.out,
@@ -226,17 +237,39 @@ def run_train(args: argparse.Namespace) -> int:
 
 
 def run_predict(args: argparse.Namespace) -> int:
-    """Handle ``medimg predict``."""
+    """Handle ``medimg predict``.
+
+    Raises
+    ------
+    ConfigError
+        When ``--model`` is given for a classification manifest.
+    """
+    from medimg.errors import ConfigError
+
     pipeline, cfg = _pipeline(args)
-    result = pipeline.predict(
-        cfg, split=args.split, overwrite=args.force, fail_fast=not args.keep_going
-    )
+    keep_going = args.keep_going or args.model is not None
+    if pipeline.__name__.endswith("classification"):
+        if args.model is not None:
+            raise ConfigError(
+                "--model must be used with a segmentation manifest, got a classification one; "
+                "pass the run folder as --out instead"
+            )
+        result = pipeline.predict(
+            cfg, split=args.split, overwrite=args.force, fail_fast=not keep_going
+        )
+    else:
+        result = pipeline.predict(
+            cfg, split=args.split, overwrite=args.force, fail_fast=not keep_going,
+            progress=args.progress,
+        )  # fmt: skip
     counts = {s: sum(c.status == s for c in result.cases) for s in ("written", "skipped", "failed")}
     where = getattr(result, "out_dir", None) or result.path
     print(f"{where}: " + ", ".join(f"{n} {s}" for s, n in counts.items()))
+    if counts["failed"]:
+        print(f"{counts['failed']} of {len(result.cases)} cases failed:")
     for case in result.cases:
         if case.status == "failed":
-            print(f"failed {case.case_id}: {case.error}")
+            print(f"  {case.case_id}: {case.error}")
     return 1 if counts["failed"] else 0
 
 

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from medimg.errors import ConfigError, ManifestError, OutputExistsError
-from medimg.io import load_volume
+from medimg.io import load_volume, read_header
 from medimg.synthetic.datasets import write_ct_segmentation_dataset
 from medimg.training import TrainConfig, load_model_bundle
 from pipelines.segmentation import SegmentationConfig, TrainResult, evaluate, predict, train
@@ -142,3 +142,81 @@ def test_full_demo_reaches_dice_085(tmp_path: Path, capsys: pytest.CaptureFixtur
     assert main(["demo", "--out", str(tmp_path), "--device", "cpu"]) == 0
     summary = json.loads((tmp_path / "run" / "evaluation" / "summary.json").read_text())
     assert summary["mean_dice"] >= 0.85
+
+
+def _batch_manifest(dataset: Path, name: str) -> Path:
+    """Test split of case_003, case_004 and case_bad (an image that is not a NIfTI)."""
+    raw = json.loads(dataset.read_text())
+    (dataset.parent / "imagesTr" / f"{name}_bad.nii.gz").write_bytes(b"not a nifti")
+    bad = {"id": "case_bad", "image": f"imagesTr/{name}_bad.nii.gz"}
+    raw |= {"training": raw["training"][:1], "test": [raw["training"][3], raw["test"][0], bad]}
+    path = dataset.parent / f"{name}.json"
+    path.write_text(json.dumps(raw))
+    return path
+
+
+def test_batch_predict_command(
+    dataset: Path,
+    trained: tuple[SegmentationConfig, TrainResult],
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    from medimg.cli import main
+
+    manifest, out = _batch_manifest(dataset, "batch_cli"), tmp_path / "preds"
+    args = ["--manifest", str(manifest), "--out", str(out), "--device", "cpu"]
+    # --model: a run folder (holding model/); a failing case does not stop the others
+    assert main(["predict", "--model", str(trained[0].out_dir), "--progress", *args]) == 1
+    printed = capsys.readouterr()
+    assert "2 written, 0 skipped, 1 failed" in printed.out
+    assert "1 of 3 cases failed:\n  case_bad: " in printed.out
+    assert "predict: 100%" in printed.err  # the progress bar over cases
+    assert sorted(p.name for p in out.iterdir()) == [
+        "case_003.nii.gz", "case_004.nii.gz", "run.json", "summary.json",
+    ]  # fmt: skip
+    for case in ("case_003", "case_004"):
+        image = load_volume(dataset.parent / "imagesTr" / f"{case}.nii.gz")
+        prediction = load_volume(out / f"{case}.nii.gz")
+        assert prediction.spatial_shape == image.spatial_shape
+        np.testing.assert_allclose(prediction.affine, image.affine, atol=1e-4)
+    summary = json.loads((out / "summary.json").read_text())
+    assert (summary["written"], summary["skipped"], summary["failed"]) == (2, 0, 1)
+    assert summary["peak_memory"] in {
+        f"process peak RSS while the case ran: {m}" for m in ("VmHWM", "ru_maxrss")
+    }
+    rows = {c["case_id"]: c for c in summary["cases"]}
+    assert [rows[c]["status"] for c in ("case_003", "case_004", "case_bad")] == [
+        "written", "written", "failed",
+    ]  # fmt: skip
+    assert all(rows[c]["time_s"] > 0 and rows[c]["peak_memory_mb"] > 50 for c in rows)
+    assert rows["case_003"]["error"] is None
+    assert "batch_cli_bad.nii.gz" in rows["case_bad"]["error"]
+
+    # resume: a valid output is skipped; an unreadable one and one on another grid are redone
+    assert read_header(out / "case_003.nii.gz").shape != read_header(out / "case_004.nii.gz").shape
+    shutil.copy(out / "case_003.nii.gz", out / "case_004.nii.gz")  # wrong grid for case_004
+    assert main(["predict", "--model", str(trained[0].model_dir), *args]) == 1
+    assert "1 written, 1 skipped, 1 failed" in capsys.readouterr().out
+    (out / "case_003.nii.gz").write_bytes(b"truncated")
+    assert main(["predict", "--model", str(trained[0].model_dir), *args]) == 1
+    assert "1 written, 1 skipped, 1 failed" in capsys.readouterr().out
+    rows = {c["case_id"]: c for c in json.loads((out / "summary.json").read_text())["cases"]}
+    assert rows["case_003"]["status"] == "written"
+    assert (rows["case_004"]["status"], rows["case_004"]["time_s"]) == ("skipped", None)
+    assert (
+        load_volume(out / "case_003.nii.gz").spatial_shape
+        == read_header(dataset.parent / "imagesTr" / "case_003.nii.gz").shape
+    )
+
+
+def test_predict_with_model_needs_a_segmentation_manifest(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from medimg.cli import main
+
+    args = ["predict", "--task", "classification", "--manifest", "m.json", "--out", "o"]
+    assert main([*args, "--model", str(tmp_path)]) == 2
+    assert (
+        "--model must be used with a segmentation manifest, got a classification one"
+        in capsys.readouterr().err
+    )
