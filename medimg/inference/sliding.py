@@ -129,7 +129,7 @@ def iter_slabs(
     source = open_source(image)
     plan = plan or plan_inference(model, source.shape, config)
     grid = window_grid(source.shape[1:], config.roi_size_vox, config.overlap)
-    logger.info("%s", plan.describe())
+    logger.debug("%s", plan.describe())  # per call: validation runs it every few epochs
     was_training = model.training
     model.eval().to(plan.device)
     if config.channels_last:
