@@ -34,11 +34,11 @@ def _args() -> argparse.Namespace:
     )  # fmt: skip
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     p.add_argument("--threads", type=int, default=2)
-    p.add_argument("--epochs", type=int, default=20)
+    p.add_argument("--epochs", type=int, default=12)
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--lr", type=float, default=2e-3)
     p.add_argument("--weight-decay", type=float, default=1e-2)
-    p.add_argument("--width-factor", type=float, default=0.25)
+    p.add_argument("--width-factor", type=float, default=0.125)
     p.add_argument("--network", default="resnet18")
     p.add_argument("--balance", default="none", choices=["loss", "sampler", "none"])
     p.add_argument("--work-dir", type=Path, default=None, help="keep runs here (default: temp)")
