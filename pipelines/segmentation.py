@@ -45,7 +45,6 @@ from medimg.fingerprint import Fingerprint, load_or_compute_fingerprint
 from medimg.inference import (
     InferenceConfig,
     measure_usage,
-    plan_inference,
     predict_volume,
     source_label_slabs,
     write_slabs_nifti,
@@ -272,19 +271,11 @@ def _inference_config(cfg: SegmentationConfig, net_cfg: NetworkConfig) -> Infere
     )
 
 
-def _predict_labels(
-    model: torch.nn.Module, net_cfg: NetworkConfig, image: Any, infer: InferenceConfig
-) -> Any:
-    """Sliding-window output (``infer.output``) of one preprocessed image ``(C, X, Y, Z)``.
-
-    The memory plan is made on a fresh network of the same configuration: the planner's
-    meta-device probe (``torch.func.functional_call`` with tied weights) leaves meta parameters
-    behind in networks that register a module under two names, as MONAI's DynUNet does.
-    """
+def _sliding_window(model: torch.nn.Module, image: Any, infer: InferenceConfig) -> Any:
+    """Sliding-window output (``infer.output``) of one preprocessed image ``(C, X, Y, Z)``."""
     tensor = torch.as_tensor(image).as_subclass(torch.Tensor)
-    plan = plan_inference(build_network(net_cfg).eval(), tuple(tensor.shape), infer)
     with torch.no_grad():
-        return predict_volume(model, tensor, infer, plan=plan)
+        return predict_volume(model, tensor, infer)
 
 
 def _validator(
@@ -296,7 +287,7 @@ def _validator(
         infer = _inference_config(cfg, net_cfg)
         scores = []
         for s in samples:
-            labels = _predict_labels(model, net_cfg, s[IMAGE], infer)
+            labels = _sliding_window(model, s[IMAGE], infer)
             ref = np.asarray(s[LABEL][0])
             scores += [dice(labels == k, ref == k) for k in range(1, net_cfg.out_channels)]
         return float(np.mean(scores))
@@ -399,9 +390,7 @@ def predict_case(
     """
     sample = apply_chain(chain, {IMAGE: str(case.images[0])})
     record = sample[Keys.RECORD]
-    probabilities = _predict_labels(
-        model[0], model[1], sample[IMAGE], replace(infer, output="probabilities")
-    )
+    probabilities = _sliding_window(model[0], sample[IMAGE], replace(infer, output="probabilities"))
     return write_slabs_nifti(
         source_label_slabs(probabilities, record), out,
         shape=record.source_shape, affine=record.source_affine, dtype=np.uint8, overwrite=True,

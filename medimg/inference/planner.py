@@ -138,7 +138,9 @@ def _probe(model: torch.nn.Module, in_channels: int, roi: tuple[int, ...]) -> tu
     try:
         with torch.inference_mode():
             x = torch.empty((1, in_channels, *roi), device="meta")
-            out = torch.func.functional_call(model, params, (x,))
+            # tie_weights=False: a module registered under two names (MONAI's DynUNet) would
+            # otherwise keep the meta tensors after the call.
+            out = torch.func.functional_call(model, params, (x,), tie_weights=False)
     finally:
         for h in handles:
             h.remove()

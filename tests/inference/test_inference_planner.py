@@ -98,3 +98,26 @@ def test_predicted_peak_memory_matches_measured(output) -> None:
     # prediction, not its last 10%: a plan missing both the ring (108 MB) and the result
     # (157 MB) of this case would be 2x under.
     assert 0.6 < ratio < 1.6, ratio
+
+
+def test_planning_leaves_a_dynunet_usable() -> None:
+    # DynUNet registers its deep-supervision heads under two names; the meta-device probe
+    # used to leave meta parameters behind, and the next predict_volume failed.
+    from medimg.inference import InferenceConfig, plan_inference, predict_volume
+    from medimg.networks import NetworkConfig, build_network
+
+    net = build_network(
+        NetworkConfig(
+            name="dynunet",
+            spatial_dims=3,
+            in_channels=1,
+            out_channels=3,
+            base_features=4,
+            roi_size_vox=(16, 16, 16),
+        )
+    ).eval()
+    config = InferenceConfig(roi_size_vox=(16, 16, 16), output="labels", device="cpu")
+    plan_inference(net, (1, 20, 18, 17), config)
+    assert all(p.device.type == "cpu" for p in net.parameters())
+    labels = predict_volume(net, torch.zeros((1, 20, 18, 17)), config)
+    assert labels.shape == (20, 18, 17)
