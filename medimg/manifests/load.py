@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import difflib
 import hashlib
 import json
 import logging
@@ -14,6 +13,7 @@ from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
+from medimg._suggest import did_you_mean
 from medimg.errors import ManifestError
 from medimg.manifests.importers import convert_dataset_json, detect_format
 from medimg.manifests.schema import (
@@ -288,8 +288,7 @@ def _unknown_key(loc: tuple[object, ...], value: object) -> str:
     allowed = sorted(
         (f.alias or name) for name, f in model.model_fields.items() if name != "json_schema_ref"
     )
-    close = difflib.get_close_matches(key, allowed, n=1, cutoff=0.6)
-    hint = f"did you mean {close[0]!r}?" if close else "remove it"
+    hint = did_you_mean(key, allowed, cutoff=0.6).removeprefix("; ") or "remove it"
     return f"unknown key {key!r} (value {_short(value)}); {hint} (allowed: {', '.join(allowed)})"
 
 

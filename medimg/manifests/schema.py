@@ -27,6 +27,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from medimg._suggest import did_you_mean
 from medimg.modality import Modality, lookup_modality
 
 __all__ = [
@@ -165,13 +166,6 @@ class Manifest(BaseModel):
         return tuple((s, i, c) for s in SPLITS for i, c in enumerate(self.split(s)))
 
 
-def _suggest(text: str, valid: list[str]) -> str:
-    import difflib
-
-    close = difflib.get_close_matches(text, valid, n=1, cutoff=0.6)
-    return f"; did you mean {close[0]!r}?" if close else ""
-
-
 def consistency_problems(raw: Mapping[str, Any]) -> list[str]:
     """Cross-field problems of a manifest given as parsed JSON, tolerant of malformed parts.
 
@@ -237,8 +231,9 @@ def consistency_problems(raw: Mapping[str, Any]) -> list[str]:
                     "'classes'; add 'classes'"
                 )
             elif isinstance(cls, str) and valid_classes and cls not in valid_classes:
+                hint = did_you_mean(cls, valid_classes, cutoff=0.6)
                 problems.append(
-                    f"{where}.class: {cls!r} is not a declared class{_suggest(cls, valid_classes)}"
+                    f"{where}.class: {cls!r} is not a declared class{hint}"
                     f" (declared: {', '.join(valid_classes)})"
                 )
     return problems

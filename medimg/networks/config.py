@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import difflib
 from dataclasses import dataclass
 from enum import Enum
 
+from medimg._suggest import did_you_mean
 from medimg.errors import ConfigError
 
 __all__ = ["NetworkConfig", "NetworkName", "Task", "lookup_network"]
@@ -69,8 +69,7 @@ def lookup_network(name: str | NetworkName) -> NetworkName:
     if key.replace("-", "") in aliases:
         return aliases[key.replace("-", "")]
     valid = [m.value for m in NetworkName]
-    close = difflib.get_close_matches(key, valid, n=2, cutoff=0.5)
-    hint = f"; did you mean {' or '.join(repr(c) for c in close)}?" if close else ""
+    hint = did_you_mean(key, valid, n=2)
     raise ConfigError(f"network {name!r} is not a known network{hint} (valid: {', '.join(valid)})")
 
 

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import difflib
 from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Final, Literal
 
+from medimg._suggest import did_you_mean
 from medimg.errors import ConfigError
 
 __all__ = ["HU_WINDOWS", "PreprocessConfig"]
@@ -115,8 +115,7 @@ class PreprocessConfig:
     def _check_choice(name: str, value: object, valid: tuple[str, ...]) -> None:
         if value in valid:
             return
-        close = difflib.get_close_matches(str(value), valid, n=1, cutoff=0.5)
-        hint = f"; did you mean {close[0]!r}?" if close else ""
+        hint = did_you_mean(str(value), valid)
         raise ConfigError(f"{name} must be one of {', '.join(valid)}, got {value!r}{hint}")
 
     @property
