@@ -46,11 +46,7 @@ def resample_stack(
     from scipy.ndimage import map_coordinates
 
     frames = geometry.frames
-    cosines = np.asarray(frames[0].orientation, dtype=np.float64)
-    row_mm, col_mm = frames[0].pixel_spacing_mm or (1.0, 1.0)
-    positions = np.array([f.position_lps for f in frames], dtype=np.float64)
-    origin = positions[0]
-    rel = positions - origin
+    cosines, row_mm, col_mm, origin, rel = _stack_frame(geometry)
     normal = np.cross(cosines[:3], cosines[3:])
     t_k = rel @ normal  # slice offsets along the normal
     a_k, b_k = rel @ cosines[:3], rel @ cosines[3:]  # in-plane shift of each slice origin
@@ -89,14 +85,20 @@ def resample_stack(
     return out, affine
 
 
-def resampled_grid(geometry: StackGeometry) -> tuple[tuple[int, int, int], NDArray[np.float64]]:
-    """Shape and voxel-to-LPS affine of the grid :func:`resample_stack` produces."""
+def _stack_frame(
+    geometry: StackGeometry,
+) -> tuple[NDArray[np.float64], float, float, NDArray[np.float64], NDArray[np.float64]]:
+    """Direction cosines, row and column spacing (mm), first slice origin, slice offsets (LPS)."""
     frames = geometry.frames
     cosines = np.asarray(frames[0].orientation, dtype=np.float64)
     row_mm, col_mm = frames[0].pixel_spacing_mm or (1.0, 1.0)
     positions = np.array([f.position_lps for f in frames], dtype=np.float64)
-    origin = positions[0]
-    rel = positions - origin
+    return cosines, float(row_mm), float(col_mm), positions[0], positions - positions[0]
+
+
+def resampled_grid(geometry: StackGeometry) -> tuple[tuple[int, int, int], NDArray[np.float64]]:
+    """Shape and voxel-to-LPS affine of the grid :func:`resample_stack` produces."""
+    cosines, row_mm, col_mm, origin, rel = _stack_frame(geometry)
     # the slice planes are kept: each target slice lies in the plane of a source slice (or
     # between two, for a gap), shifted in plane by the tilt; the new axes are row, column, normal
     axes = np.stack([cosines[:3], cosines[3:], np.cross(cosines[:3], cosines[3:])], axis=1)
