@@ -106,10 +106,12 @@ def _run_medimg(net: Any, image: Any, spec: dict[str, Any]) -> tuple[Any, int]:
     )
     source = open_source(image)
     if spec.get("output_nii"):
-        plan = plan_inference(net, source.shape, cfg, result_in_memory=False)
+        plan = plan_inference(
+            net, source.shape, cfg, result_in_memory=False, input_in_memory=source.random_access
+        )
         predict_to_nifti(net, source, spec["output_nii"], cfg, affine=np.eye(4), overwrite=True)
         return None, plan.memory.host_bytes
-    plan = plan_inference(net, source.shape, cfg)
+    plan = plan_inference(net, source.shape, cfg, input_in_memory=source.random_access)
     return predict_volume(net, source, cfg, plan=plan), plan.memory.host_bytes
 
 

@@ -2,15 +2,20 @@
 
 The estimate adds what is alive at the worst moment of a run of :func:`iter_slabs`:
 
-* the stitching ring, ``(K + 1) * X * Y * roi_z`` float32 (class scores and weights);
-* two rows of input, ``C * X * Y * roi_z`` float32 each, plus the on-disk block being read;
-* the windows of the batches in flight (prefetch queue of two, plus the one running);
+* the stitcher's cells, about ``K * (X + roi_x) * Y * step_z`` float32 (class scores, plus
+  the summed weights unless the output is labels), found exactly by replaying the stitcher's
+  bookkeeping over the window grid (:func:`~medimg.inference._stitch.stitch_memory`);
+* for a file, two rows of input, ``C * X * Y * roi_z`` float32 each, plus the block being
+  read (arrays and tensors are cut window by window and need none);
+* the windows of the batches in flight (prefetch queue of two, one being cut, one running),
+  and the batch's logits;
 * the network's activations for one batch, measured by running the network once on PyTorch's
   ``meta`` device (no memory, no compute) and adding the sizes of every layer's output, an
   upper bound for eager inference (oneDNN scratch space aside);
-* one finished slab being reduced, and the result array when it is kept in memory.
+* one cell being reduced, the finished layers not yet handed out, and the result array when
+  it is kept in memory.
 
-Placement: the network runs on ``config.device``; on CUDA the stitching ring stays on the GPU
+Placement: the network runs on ``config.device``; on CUDA the stitcher's cells stay on the GPU
 when it fits the budget with the network, otherwise it moves to host memory.
 """
 
@@ -24,7 +29,7 @@ import torch
 
 from medimg.errors import ConfigError
 from medimg.inference._runtime import choose_device, resolve_precision
-from medimg.inference._stitch import slab_depth, window_grid
+from medimg.inference._stitch import stitch_memory, window_grid
 from medimg.inference.config import InferenceConfig
 
 __all__ = ["InferencePlan", "MemoryEstimate", "plan_inference"]
@@ -72,7 +77,7 @@ class InferencePlan:
     Attributes
     ----------
     device, accumulate_on : torch.device
-        Where the network runs, and where the stitching ring lives.
+        Where the network runs, and where the stitcher keeps its cells.
     compute_dtype : torch.dtype
         Autocast dtype of the network (float32: no autocast).
     batch_size : int
@@ -84,7 +89,7 @@ class InferencePlan:
     n_windows, n_rows : int
         Windows in all, and rows of windows (slabs) along Z.
     slab_depth_vox : int
-        Largest number of Z voxels finished at once (the step between rows).
+        Deepest slab handed out, in Z voxels (the largest step between window edges).
     memory : MemoryEstimate
         Predicted peak, by component.
     budget_bytes : int or None
@@ -153,27 +158,31 @@ def _estimate(
     probe: tuple[int, int],
     batch: int,
     result_in_memory: bool,
+    input_in_memory: bool,
 ) -> MemoryEstimate:
     c, x, y, z = image_shape
     n_classes, per_window = probe
     grid = window_grid((x, y, z), config.roi_size_vox, config.overlap)
     (px, py, _), roi_vox = grid.padded, grid.roi[0] * grid.roi[1] * grid.roi[2]
-    step = slab_depth(grid, n_classes)
+    stitch = stitch_memory(grid, n_classes, config.output)
     result = (x * y * z if config.output == "labels" else n_classes * x * y * z * _F32) * int(
         result_in_memory
     )
-    # scores divided by the weights, then argmax (int64 + uint8) or softmax (+ contiguous copy),
-    # for one thin slab; plus the finished output of one row step, handed out after the batch
-    reduce = n_classes * _F32 + (9 if config.output == "labels" else 2 * _F32 * n_classes)
-    row_step = max(b - a for a, b in zip(grid.starts[2], (*grid.starts[2][1:], z), strict=True))
-    handed = (1 if config.output == "labels" else n_classes * _F32) * x * y * row_step
+    # one cell being reduced: scores divided by the weights, then argmax (int64 + uint8) or
+    # softmax; plus the finished layers not yet handed out
+    reduce = n_classes * _F32 + (9 if config.output == "labels" else _F32 * n_classes)
+    cell = max(grid.roi[0], 1) * py * stitch.depth
+    # inputs: two batches queued, one being cut, one running; logits, and with mirroring the
+    # running sum and one flipped output besides
+    tta = 2 if config.mirror_axes else 0
+    rows = 0 if input_in_memory and not grid.needs_padding else 3  # see sliding._batches
     return MemoryEstimate(
         model=0,
         activations=per_window * batch,
-        windows=(3 * c + 3 * n_classes) * roi_vox * _F32 * batch,
-        input_rows=3 * c * px * py * grid.roi[2] * _F32,
-        stitching=(n_classes + 1) * px * py * grid.roi[2] * _F32,
-        slab=reduce * x * y * step + handed,
+        windows=(4 * c + (1 + tta) * n_classes) * roi_vox * _F32 * batch,
+        input_rows=rows * c * px * py * grid.roi[2] * _F32,
+        stitching=stitch.cells,
+        slab=reduce * cell + stitch.layers,
         result=result,
     )
 
@@ -202,6 +211,7 @@ def plan_inference(
     config: InferenceConfig | None = None,
     *,
     result_in_memory: bool = True,
+    input_in_memory: bool = False,
 ) -> InferencePlan:
     """Choose batch size and placement for a run and predict its peak memory, before running.
 
@@ -218,6 +228,9 @@ def plan_inference(
     result_in_memory : bool
         Whether the full result is kept in memory (:func:`predict_volume`) or written to disk
         slab by slab (:func:`~medimg.inference.predict_to_nifti`).
+    input_in_memory : bool
+        Whether the image is an array, tensor or memory map, which windows are cut from
+        directly; files are read one row of windows at a time, which costs row buffers.
 
     Returns
     -------
@@ -244,7 +257,7 @@ def plan_inference(
         batches = _BATCH_CHOICES if device.type == "cuda" else _BATCH_CHOICES[1:]
     smallest: MemoryEstimate | None = None
     for batch, on_device in [(b, d) for b in batches for d in (True, False)]:
-        raw = _estimate(config, shape, probe, batch, result_in_memory)
+        raw = _estimate(config, shape, probe, batch, result_in_memory, input_in_memory)
         est = _place(replace(raw, model=model_bytes), device, on_device)
         used = est.device_bytes if device.type == "cuda" else est.host_bytes
         smallest = est if smallest is None or used < _used(smallest, device) else smallest
@@ -285,7 +298,7 @@ def _make_plan(
         n_classes=n_classes,
         n_windows=grid.n_windows,
         n_rows=len(grid.starts[2]),
-        slab_depth_vox=slab_depth(grid, n_classes),
+        slab_depth_vox=stitch_memory(grid, n_classes, config.output).depth,
         memory=estimate,
         budget_bytes=budget,
     )

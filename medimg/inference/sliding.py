@@ -5,8 +5,9 @@ finished output one slab (a range of the last axis) at a time; :func:`predict_vo
 the slabs into an array. The windows, their Gaussian weights and the padding of volumes smaller
 than the window are those of ``monai.inferers.sliding_window_inference`` with
 ``mode="gaussian", sigma_scale=0.125`` (nnU-Net's defaults), so results agree with MONAI to
-float rounding, but the full ``(K, X, Y, Z)`` float32 score map is never held: only one row of
-windows deep (``K * X * Y * roi_z`` floats), whatever the depth of the volume.
+float rounding, but the full ``(K, X, Y, Z)`` float32 score map is never held: only about one
+step between rows of windows (``K * (X + roi_x) * Y * step_z`` floats, see
+:mod:`medimg.inference._stitch`), whatever the depth of the volume.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ import torch
 from numpy.typing import NDArray
 
 from medimg.errors import ConfigError
-from medimg.inference._runtime import autocast_for, prefetched
+from medimg.inference._runtime import autocast_for, prefetched, release_freed_memory
 from medimg.inference._stitch import Slab, Stitcher, WindowGrid, window_grid
 from medimg.inference.config import InferenceConfig
 from medimg.inference.gaussian import gaussian_importance_map
@@ -56,20 +57,43 @@ def _read_row(source: SlabSource, grid: WindowGrid, z_start: int) -> torch.Tenso
 def _batches(
     source: SlabSource, grid: WindowGrid, batch_size: int, channels_last: bool
 ) -> Iterator[_Batch]:
-    """Windows in row order, ``batch_size`` at a time; a batch may span two rows."""
-    rx, ry, _ = grid.roi
-    rows: dict[int, torch.Tensor] = {}
+    """Windows in the grid's order, ``batch_size`` at a time; a batch may span two rows.
+
+    Arrays and tensors that need no padding are cut window by window; files (and padded
+    volumes) are read one row of windows at a time, each row once.
+    """
     windows = grid.windows()
+    direct = source.random_access and not grid.needs_padding
+    rows: dict[int, torch.Tensor] = {}
+    last_use = {z: i for i, (_, _, z) in enumerate(windows)}
     for i in range(0, len(windows), batch_size):
         chunk = windows[i : i + batch_size]
-        for z in {w[2] for w in chunk} - rows.keys():
-            rows[z] = _read_row(source, grid, z)
-        images = torch.stack([rows[z][:, x : x + rx, y : y + ry] for x, y, z in chunk])
+        images = torch.empty((len(chunk), source.shape[0], *grid.roi), dtype=torch.float32)
+        if direct:
+            for image, start in zip(images, chunk, strict=True):
+                source.read_window(start, grid.roi, image)
+        else:
+            _from_rows(source, grid, rows, chunk, images)
+            for z in [z for z in rows if last_use[z] < i + batch_size]:
+                del rows[z]  # no later window needs it
         if channels_last:
             images = images.contiguous(memory_format=torch.channels_last_3d)
-        for z in [z for z in rows if z < chunk[-1][2]]:
-            del rows[z]
         yield _Batch(chunk, images)
+
+
+def _from_rows(
+    source: SlabSource,
+    grid: WindowGrid,
+    rows: dict[int, torch.Tensor],
+    chunk: list[tuple[int, int, int]],
+    images: torch.Tensor,
+) -> None:
+    """Fill ``images`` from the rows under ``chunk``, reading the rows not held yet."""
+    rx, ry, _ = grid.roi
+    for z in {w[2] for w in chunk} - rows.keys():
+        rows[z] = _read_row(source, grid, z)
+    for image, (x, y, z) in zip(images, chunk, strict=True):
+        image.copy_(rows[z][:, x : x + rx, y : y + ry])
 
 
 def _forward(
@@ -127,7 +151,7 @@ def iter_slabs(
     """
     config = config or InferenceConfig()
     source = open_source(image)
-    plan = plan or plan_inference(model, source.shape, config)
+    plan = plan or plan_inference(model, source.shape, config, input_in_memory=source.random_access)
     grid = window_grid(source.shape[1:], config.roi_size_vox, config.overlap)
     logger.debug("%s", plan.describe())  # per call: validation runs it every few epochs
     was_training = model.training
@@ -155,35 +179,35 @@ def _run(
         enabled=config.prefetch,
     )
     stitcher: Stitcher | None = None
-    row = 0
     bar = _progress(grid.n_windows, config.progress)
     for batch in batches:
-        done: list[Slab] = []
         with torch.inference_mode(), autocast_for(plan.device, plan.compute_dtype):
             logits = _forward(model, batch.images.to(plan.device), config.mirror_axes)
         if stitcher is None:
             k = int(logits.shape[1])
             stitcher = Stitcher(grid, k, importance, config.output, plan.accumulate_on)
-        with torch.no_grad():  # ordinary tensors: the slabs handed out are not inference tensors
-            for window, out in zip(batch.windows, logits.to(plan.accumulate_on), strict=True):
-                if window[2] != row:
-                    done.extend(stitcher.finish(row, window[2]))
-                    row = window[2]
-                stitcher.add(out, window)
-        yield from _hand_out(done)
+        done = _stitch(stitcher, batch.windows, logits.to(plan.accumulate_on))
         if bar is not None:
             bar.update(len(batch.windows))
+        del logits, batch  # not held while the next batch runs through the network
+        if plan.accumulate_on.type == "cpu":
+            release_freed_memory()
+        yield from _hand_out(done)
     assert stitcher is not None  # a grid has at least one window
-    last = stitcher.finish(row, grid.padded[2])  # possibly several slabs: one at a time
-    while True:
-        with torch.no_grad():
-            slab = next(last, None)
-        if slab is None:
-            break
-        yield from _hand_out([slab])
-        del slab  # not held while the next one is reduced
+    assert stitcher.complete  # every cell was covered and finished
     if bar is not None:
         bar.close()
+
+
+def _stitch(
+    stitcher: Stitcher, windows: list[tuple[int, int, int]], logits: torch.Tensor
+) -> list[Slab]:
+    """Add a batch's logits window by window; return the slabs they completed."""
+    done: list[Slab] = []
+    with torch.no_grad():  # ordinary tensors: the slabs handed out are not inference tensors
+        for window, out in zip(windows, logits, strict=True):
+            done.extend(stitcher.add(out, window))
+    return done
 
 
 def _hand_out(slabs: list[Slab]) -> Iterator[Slab]:

@@ -55,6 +55,22 @@ class SlabSource:
             block = np.asarray(self.data[..., z0:z1], dtype=np.float32)
         return torch.from_numpy(np.ascontiguousarray(block))
 
+    @property
+    def random_access(self) -> bool:
+        """Whether any block can be cut cheaply (an array, tensor or memory map, not a file)."""
+        return not self.channels_last_on_disk
+
+    def read_window(self, start: Sequence[int], size: Sequence[int], out: torch.Tensor) -> None:
+        """Copy the ``(C, *size)`` block at ``start`` into ``out`` (float32), without a row.
+
+        Only for :attr:`random_access` sources.
+        """
+        index = (slice(None), *(slice(s, s + n) for s, n in zip(start, size, strict=True)))
+        if isinstance(self.data, torch.Tensor):
+            out.copy_(self.data[index])
+        else:  # numpy casts any dtype, and reads read-only memory maps without a warning
+            out.numpy()[...] = self.data[index]
+
 
 def open_source(image: Any) -> SlabSource:
     """Wrap an image for slab-wise reading, without reading its voxels.

@@ -196,7 +196,13 @@ def predict_to_nifti(
             f"{path}: the output grid must be known, got an image without an affine "
             f"({type(image).__name__}); pass affine= or a Volume / NIfTI path"
         )
-    plan = plan_inference(model, source.shape, config, result_in_memory=False)
+    plan = plan_inference(
+        model,
+        source.shape,
+        config,
+        result_in_memory=False,
+        input_in_memory=source.random_access,
+    )
     _c, nx, ny, nz = source.shape
     labels = config.output == "labels"
     shape = (nx, ny, nz) if labels else (nx, ny, nz, plan.n_classes)
