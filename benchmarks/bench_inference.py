@@ -20,6 +20,9 @@ Parts (``--parts speed,memory,scale``):
 * **scale**: a ``--scale-shape`` volume (512x512x1700 in the full run: its float32 14-class map
   would need 25.0 GB) read from an uncompressed ``.nii`` and written to one, slab by slab.
 
+medimg runs with its defaults: the planner's batch (2 windows on the CPU), channels-last,
+the fast CPU layers (``InferenceConfig.fast_layers``), background prefetch.
+
 Every measurement runs in its own fresh subprocess. Time is the wall time of the inference
 call alone (imports, model building and input loading excluded). Peak memory is the child's
 ``VmHWM`` (peak resident set size, which ``exec`` resets) from ``/proc/self/status``; "added"
@@ -94,13 +97,13 @@ def _run_monai(net: Any, image: Any, spec: dict[str, Any]) -> np.ndarray:
     return labels
 
 
-def _run_medimg(net: Any, image: Any, spec: dict[str, Any]) -> tuple[Any, int]:
+def _run_medimg(net: Any, image: Any, spec: dict[str, Any]) -> tuple[Any, Any]:
     from medimg.inference import InferenceConfig, plan_inference, predict_to_nifti, predict_volume
     from medimg.inference.source import open_source
 
     cfg = InferenceConfig(
         roi_size_vox=ROI,
-        batch_size=spec["batch"],
+        batch_size=spec.get("batch"),
         precision=spec["precision"],
         overlap=spec.get("overlap", 0.5),
     )
@@ -110,9 +113,9 @@ def _run_medimg(net: Any, image: Any, spec: dict[str, Any]) -> tuple[Any, int]:
             net, source.shape, cfg, result_in_memory=False, input_in_memory=source.random_access
         )
         predict_to_nifti(net, source, spec["output_nii"], cfg, affine=np.eye(4), overwrite=True)
-        return None, plan.memory.host_bytes
+        return None, plan
     plan = plan_inference(net, source.shape, cfg, input_in_memory=source.random_access)
-    return predict_volume(net, source, cfg, plan=plan), plan.memory.host_bytes
+    return predict_volume(net, source, cfg, plan=plan), plan
 
 
 def child(spec: dict[str, Any]) -> None:
@@ -123,10 +126,11 @@ def child(spec: dict[str, Any]) -> None:
     image = _load_input(spec)
     before = _kib("VmRSS")
     start = time.perf_counter()
+    plan = None
     if spec["method"] == "monai":
-        labels, predicted = _run_monai(net, image, spec), None
+        labels = _run_monai(net, image, spec)
     else:
-        labels, predicted = _run_medimg(net, image, spec)
+        labels, plan = _run_medimg(net, image, spec)
     seconds = time.perf_counter() - start
     if labels is not None and spec.get("labels_out"):
         np.save(spec["labels_out"], labels)
@@ -134,7 +138,8 @@ def child(spec: dict[str, Any]) -> None:
         "seconds": seconds,
         "peak": _kib("VmHWM") * 1024,
         "added": (_kib("VmHWM") - before) * 1024,
-        "predicted": predicted,
+        "predicted": None if plan is None else plan.memory.host_bytes,
+        "batch": spec.get("monai_batch") if plan is None else plan.batch_size,
     }
     print(json.dumps(result))
 
@@ -156,6 +161,7 @@ def measure(spec: dict[str, Any], repeats: int) -> dict[str, Any]:
     keys = ("seconds", "peak", "added")
     out = {k: statistics.median(r[k] for r in runs) for k in keys}
     out["predicted"] = runs[0]["predicted"]
+    out["batch"] = runs[0]["batch"]
     out["all_seconds"] = [round(r["seconds"], 1) for r in runs]
     return out
 
@@ -202,7 +208,8 @@ def _row(name: str, r: dict[str, Any], ref: dict[str, Any] | None) -> str:
         ratio = f"  time x{r['seconds'] / ref['seconds']:.2f}  peak x{r['peak'] / ref['peak']:.2f}"
     pred = "" if r["predicted"] is None else f"  (plan: +{r['predicted'] / GIB:.2f})"
     return (
-        f"  {name:<34} {r['seconds']:8.1f} s {r['all_seconds']}  peak {r['peak'] / GIB:6.2f} GiB"
+        f"  {name:<34} {r['seconds']:8.1f} s {r['all_seconds']}  batch {r['batch']}"
+        f"  peak {r['peak'] / GIB:6.2f} GiB"
         f"  added {r['added'] / GIB:5.2f}{pred}{ratio}"
     )
 
@@ -235,7 +242,7 @@ def part_speed(args: argparse.Namespace, work: Path) -> None:
             "monai_batch": args.monai_batch,
         },
         **{
-            f"medimg {p}": {**base, "method": "medimg", "batch": 4, "precision": p}
+            f"medimg {p}": {**base, "method": "medimg", "precision": p}
             for p in args.precisions.split(",")
         },
     }
@@ -276,16 +283,10 @@ def part_memory(args: argparse.Namespace, work: Path) -> None:
     base = {"net": "small", "threads": args.threads, "input": str(work / "mem.npy")}
     runs = {
         "monai (input in memory)": {**base, "method": "monai", "monai_batch": 4},
-        "medimg (input in memory)": {
-            **base,
-            "method": "medimg",
-            "batch": 4,
-            "precision": "float32",
-        },
+        "medimg (input in memory)": {**base, "method": "medimg", "precision": "float32"},
         "medimg (input read from .nii)": {
             **base,
             "method": "medimg",
-            "batch": 4,
             "precision": "float32",
             "input": str(work / "mem.nii"),
         },
@@ -318,7 +319,6 @@ def part_scale(args: argparse.Namespace, work: Path) -> None:
         "input": str(path),
         "method": "medimg",
         "overlap": args.scale_overlap,
-        "batch": 4,
         "precision": "float32",
         "output_nii": str(work / "big_labels.nii"),
     }

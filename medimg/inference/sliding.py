@@ -6,7 +6,7 @@ the slabs into an array. The windows, their Gaussian weights and the padding of 
 than the window are those of ``monai.inferers.sliding_window_inference`` with
 ``mode="gaussian", sigma_scale=0.125`` (nnU-Net's defaults), so results agree with MONAI to
 float rounding, but the full ``(K, X, Y, Z)`` float32 score map is never held: only about one
-step between rows of windows (``K * (X + roi_x) * Y * step_z`` floats, see
+step between rows of windows (``K * X * Y * step_z`` floats, see
 :mod:`medimg.inference._stitch`), whatever the depth of the volume.
 """
 
@@ -15,6 +15,7 @@ from __future__ import annotations
 import itertools
 import logging
 from collections.abc import Iterator, Sequence
+from contextlib import nullcontext
 from dataclasses import dataclass
 from typing import Any
 
@@ -23,6 +24,7 @@ import torch
 from numpy.typing import NDArray
 
 from medimg.errors import ConfigError
+from medimg.inference._fast_layers import fast_layers
 from medimg.inference._runtime import autocast_for, prefetched, release_freed_memory
 from medimg.inference._stitch import Slab, Stitcher, WindowGrid, window_grid
 from medimg.inference.config import InferenceConfig
@@ -135,10 +137,13 @@ def iter_slabs(
         Segmentation network mapping ``(B, C, *roi)`` to ``(B, K, *roi)`` logits. It is put in
         eval mode for the run (its previous mode is restored), moved to the plan's device and,
         with ``config.channels_last``, to ``torch.channels_last_3d`` memory format, in place.
+        With ``config.fast_layers`` on the CPU in float32, some layers are swapped for
+        equivalent faster forms during the run and put back afterwards.
     image : Volume, ndarray, np.memmap, torch.Tensor, path-like or nibabel image
-        Channel-first ``(C, X, Y, Z)``; see :func:`~medimg.inference.source.open_source`. It is
-        read one row of windows at a time, so a memory map or an uncompressed ``.nii`` larger
-        than memory works.
+        Channel-first ``(C, X, Y, Z)``; see :func:`~medimg.inference.source.open_source`.
+        Arrays, tensors and memory maps are cut window by window; files are read one row of
+        windows at a time. Either way a memory map or an uncompressed ``.nii`` larger than
+        memory works.
     config : InferenceConfig, optional
         Window, overlap, output kind, precision, device, TTA (defaults: ``InferenceConfig()``).
     plan : InferencePlan, optional
@@ -158,8 +163,12 @@ def iter_slabs(
     model.eval().to(plan.device)
     if config.channels_last:
         model.to(memory_format=torch.channels_last_3d)  # type: ignore[call-overload]  # accepted at runtime, missing from torch's overloads
+    # float32 only: the swapped layers' statistics and shuffles would run in bfloat16
+    fast = config.fast_layers and plan.device.type == "cpu" and plan.compute_dtype == torch.float32
     try:
-        yield from _run(model, source, grid, config, plan)
+        with fast_layers(model) if fast else nullcontext(0) as swapped:
+            logger.debug("%d layers in their fast CPU form for the run", swapped)
+            yield from _run(model, source, grid, config, plan)
     finally:
         model.train(was_training)
 

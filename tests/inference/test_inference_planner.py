@@ -3,11 +3,13 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from dataclasses import replace
 
 import pytest
 import torch
 from monai.data.utils import compute_importance_map, dense_patch_slices
 
+from medimg.errors import ConfigError
 from medimg.inference import (
     InferenceConfig,
     gaussian_importance_map,
@@ -54,18 +56,18 @@ def test_plan_describes_windows_and_memory() -> None:
 
 def test_plan_picks_the_largest_batch_within_budget() -> None:
     net = torch.nn.Sequential(torch.nn.Conv3d(1, 16, 3, padding=1), torch.nn.Conv3d(16, 2, 1))
-    free = InferenceConfig(roi_size_vox=(32, 32, 32), batch_size=None, device="cpu")
+    free = InferenceConfig(roi_size_vox=(32, 32, 32), device="cpu")
     shape = (1, 64, 64, 64)
     by_batch = {
         b: plan_inference(net, shape, InferenceConfig(roi_size_vox=(32,) * 3, batch_size=b))
-        for b in (1, 2, 4)
+        for b in (1, 2)
     }
-    budget = (by_batch[2].memory.host_bytes + by_batch[4].memory.host_bytes) // 2
-    cfg = InferenceConfig(
-        roi_size_vox=(32, 32, 32), batch_size=None, device="cpu", memory_budget_bytes=budget
-    )
-    assert plan_inference(net, shape, cfg).batch_size == 2
-    assert plan_inference(net, shape, free).batch_size == 4
+    budget = (by_batch[1].memory.host_bytes + by_batch[2].memory.host_bytes) // 2
+    cfg = InferenceConfig(roi_size_vox=(32, 32, 32), device="cpu", memory_budget_bytes=budget)
+    assert plan_inference(net, shape, cfg).batch_size == 1
+    assert plan_inference(net, shape, free).batch_size == 2  # the CPU default
+    with pytest.raises(ConfigError, match=r"memory budget must cover the smallest plan"):
+        plan_inference(net, shape, replace(cfg, memory_budget_bytes=1024))
 
 
 _MEASURE = """

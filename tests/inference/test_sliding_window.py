@@ -192,3 +192,19 @@ def test_cuda_matches_cpu(image, precision) -> None:
     gpu = predict_volume(net, image, cfg)
     tol = 1e-4 if precision == "float32" else 0.05 * np.abs(cpu).max()
     np.testing.assert_allclose(gpu, cpu, atol=tol, rtol=1e-4)
+
+
+def test_monai_unet_with_fast_layers_agrees_with_monai() -> None:
+    # MONAI's UNet has the layers medimg swaps on the CPU (transposed convolutions to few
+    # channels, instance norms): the stitched logits still equal MONAI's sliding window.
+    from monai.networks.nets import UNet
+
+    torch.manual_seed(0)
+    net = UNet(3, 1, 3, (4, 8, 16), (2, 2), num_res_units=1).eval()
+    vol = np.random.default_rng(3).normal(size=(1, 37, 29, 23)).astype(np.float32)
+    cfg = InferenceConfig(roi_size_vox=(16, 16, 16), output="logits", batch_size=3)
+    ours = predict_volume(net, vol, cfg)
+    ref = _monai(net, vol, (16, 16, 16), 0.5)
+    np.testing.assert_allclose(ours, ref, atol=1e-4, rtol=1e-4)
+    plain = predict_volume(net, vol, InferenceConfig(**{**cfg.__dict__, "fast_layers": False}))
+    np.testing.assert_allclose(ours, plain, atol=1e-4, rtol=1e-4)
