@@ -72,7 +72,12 @@ from medimg.training import (
     utc_now,
     write_run_record,
 )
-from medimg.transforms import PreprocessConfig, preprocessing_for
+from medimg.transforms import (
+    AugmentConfig,
+    PreprocessConfig,
+    augmentation_for,
+    preprocessing_for,
+)
 from medimg.transforms.modality import target_spacing_for
 
 __all__ = [
@@ -102,6 +107,11 @@ class SegmentationConfig:
         Dataset manifest; run folder (see the module docstring for its layout).
     preprocess : PreprocessConfig
         Preprocessing options; unset ones come from the dataset fingerprint (nnU-Net style).
+    augment : AugmentConfig or None
+        Training augmentation of the modality, applied to every patch after it is drawn
+        (:func:`~medimg.transforms.augmentation_for`: rotation and scaling, noise, blur,
+        contrast, gamma, simulated low resolution; flips only on request); None trains
+        without.
     network : str
         A segmentation network of :mod:`medimg.networks` (``dynunet``, ``unet``, ...).
     base_features : int
@@ -121,6 +131,10 @@ class SegmentationConfig:
         split (at least one case when there are two or more).
     sw_overlap : float
         Sliding-window overlap at validation and prediction, in [0, 1).
+    mirror_axes : tuple of int
+        Test-time augmentation at prediction: every subset of these spatial axes (0 = X,
+        1 = Y, 2 = Z, RAS) is mirrored and the logits averaged, ``2**k`` passes (validation
+        during training does not mirror). Empty: none.
     tolerance_mm : float
         Surface Dice tolerance.
     seed : int
@@ -135,6 +149,7 @@ class SegmentationConfig:
     manifest: Path
     out_dir: Path
     preprocess: PreprocessConfig = field(default_factory=PreprocessConfig)
+    augment: AugmentConfig | None = field(default_factory=AugmentConfig)
     network: str = "dynunet"
     base_features: int = 16
     deep_supervision: bool = True
@@ -145,6 +160,7 @@ class SegmentationConfig:
     train: TrainConfig = field(default_factory=TrainConfig)
     validation_fraction: float = 0.2
     sw_overlap: float = 0.5
+    mirror_axes: tuple[int, ...] = ()
     tolerance_mm: float = 2.0
     seed: int = 0
     model_folder: Path | None = None
@@ -169,6 +185,12 @@ class SegmentationConfig:
                 f"batch_size and samples_per_case must be >= 1, "
                 f"got {self.batch_size} and {self.samples_per_case}"
             )
+        axes = tuple(self.mirror_axes)
+        if any(a not in (0, 1, 2) for a in axes) or len(set(axes)) != len(axes):
+            raise ConfigError(
+                f"mirror_axes must be distinct spatial axes among 0, 1, 2, got {self.mirror_axes}"
+            )
+        object.__setattr__(self, "mirror_axes", axes)
         if not 0 <= self.validation_fraction < 1 or not 0 <= self.sw_overlap < 1:
             raise ConfigError(
                 f"validation_fraction and sw_overlap must be in [0, 1), "
@@ -256,8 +278,14 @@ def _preprocessed(chain: Any, cases: list[ResolvedCase]) -> list[dict[str, Any]]
     return samples
 
 
-def _inference_config(cfg: SegmentationConfig, net_cfg: NetworkConfig) -> InferenceConfig:
-    """Sliding-window settings: the trained network's patch size, the config's overlap/device."""
+def _inference_config(
+    cfg: SegmentationConfig, net_cfg: NetworkConfig, *, mirror: bool = False
+) -> InferenceConfig:
+    """Sliding-window settings of validation, or with ``mirror`` of prediction.
+
+    The trained network's patch size, the config's overlap and device, and for prediction the
+    config's test-time mirroring.
+    """
     precision: Literal["bfloat16", "float32"] = (
         "bfloat16" if cfg.train.precision == "bf16" else "float32"
     )
@@ -265,6 +293,7 @@ def _inference_config(cfg: SegmentationConfig, net_cfg: NetworkConfig) -> Infere
     return InferenceConfig(
         roi_size_vox=(roi[0], roi[1], roi[2]),
         overlap=cfg.sw_overlap,
+        mirror_axes=cfg.mirror_axes if mirror else (),
         device=cfg.train.device,
         precision=precision,
         prefetch=False,
@@ -317,6 +346,18 @@ def _network_config(
     )
 
 
+def _patch_sampler(cfg: SegmentationConfig, n_classes: int, modality: str) -> Any:
+    """Label-balanced patches, each then augmented; seeded per epoch by ``epoch_batches``."""
+    from monai.transforms.compose import Compose
+
+    crop = label_balanced_crop(
+        cfg.roi_size_vox, num_classes=n_classes, num_samples=cfg.samples_per_case
+    )
+    if cfg.augment is None:
+        return crop
+    return Compose([crop, augmentation_for(modality, cfg.augment, seed=cfg.seed)])
+
+
 def train(cfg: SegmentationConfig, *, resume: bool = False) -> TrainResult:
     """Train a network on the manifest's training cases; keep the best by validation Dice.
 
@@ -336,13 +377,13 @@ def train(cfg: SegmentationConfig, *, resume: bool = False) -> TrainResult:
     )
     samples, val_samples = _preprocessed(chain, train_cases), _preprocessed(chain, val_cases)
     net_cfg = _network_config(cfg, manifest, fingerprint)
-    crop = label_balanced_crop(
-        cfg.roi_size_vox, num_classes=len(labels) + 1, num_samples=cfg.samples_per_case
-    )
+    sampler = _patch_sampler(cfg, len(labels) + 1, manifest.channels[0].modality.value)
     result = fit(
         build_network(net_cfg),
         segmentation_loss(cfg.loss, deep_supervision=net_cfg.deep_supervision),
-        lambda e: epoch_batches(samples, crop, batch_size=cfg.batch_size, seed=cfg.seed, epoch=e),
+        lambda e: epoch_batches(
+            samples, sampler, batch_size=cfg.batch_size, seed=cfg.seed, epoch=e
+        ),
         cfg.train,
         out_dir=cfg.model_dir,
         validate=_validator(cfg, net_cfg, val_samples) if val_samples else None,
@@ -491,7 +532,7 @@ def predict(
         preprocessing_for(bundle.modality, bundle.preprocess, bundle.fingerprint),
         (bundle.model, bundle.network),
     )
-    infer = _inference_config(cfg, bundle.network)
+    infer = _inference_config(cfg, bundle.network, mirror=True)
     out_dir = cfg.predictions_dir
     manifest = load_manifest(cfg.manifest, check_files=fail_fast)
     cases = [c for c in resolve_cases(manifest, cfg.manifest) if c.split == split]

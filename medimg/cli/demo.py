@@ -18,12 +18,18 @@ __all__ = ["NOT_YET", "register"]
 logger = logging.getLogger(__name__)
 
 NOT_YET = (
-    "training augmentation (random flips, rotations, intensity): patches are only sampled",
-    "test-time augmentation (mirroring) and post-processing (largest connected component)",
+    "post-processing (largest connected component)",
     "cross-validation folds and ensembling; one held-out split is used",
     "DICOM input: the demo writes NIfTI; `medimg convert` handles DICOM series",
 )
 """What the demo, and the pipeline under it, do not do yet (printed and written in the report)."""
+
+DEMO_SETTINGS = (
+    "training augmentation off: a minute of training on clean phantoms converges faster "
+    "without it (the pipeline's default, SegmentationConfig.augment, turns it on)",
+    "no test-time mirroring (SegmentationConfig.mirror_axes is empty by default)",
+)
+"""Where the demo departs from the pipeline's defaults (written in the report)."""
 
 
 def register(sub: Any) -> None:
@@ -60,6 +66,7 @@ def _config(args: argparse.Namespace, manifest: Path) -> Any:
         roi_size_vox=(32, 32, 16),
         batch_size=2,
         samples_per_case=2,
+        augment=None,  # see DEMO_SETTINGS
         train=TrainConfig(
             max_epochs=args.epochs,
             learning_rate=1e-2,
@@ -133,7 +140,9 @@ def _write_report(
         ]
     lines += ["", f"**Mean held-out Dice: {scores.summary['mean_dice']:.4f}**", ""]
     lines += [f"- {name}: {seconds:.1f} s" for name, seconds in times.items()]
-    lines += ["", f"Figures and tables: `{scores.out_dir}`.", "", "Not done yet:"]
+    lines += ["", f"Figures and tables: `{scores.out_dir}`.", "", "Demo settings:"]
+    lines += [f"- {item}" for item in DEMO_SETTINGS]
+    lines += ["", "Not done yet:"]
     lines += [f"- {item}" for item in NOT_YET]
     with atomic_path(path, overwrite=True) as tmp:
         tmp.write_text("\n".join(lines) + "\n", encoding="utf-8")

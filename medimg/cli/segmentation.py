@@ -65,6 +65,11 @@ def _train_options(p: argparse.ArgumentParser) -> None:
         "--xray-size-px", type=int, nargs=2, default=None, metavar=("H", "W"),
         help="X-ray classification: resize-with-pad size (default: 512 512)",
     )  # fmt: skip
+    p.add_argument(
+        "--no-augment", action="store_true",
+        help="train without the modality's augmentation (rotation/scaling, noise, blur, "
+        "contrast, gamma, low resolution; on by default)",
+    )  # fmt: skip
     p.add_argument("--validate-every", type=int, default=1, help="epochs between validations")
     p.add_argument("--patience", type=int, default=None, help="early-stopping patience")
     p.add_argument("--resume", action="store_true", help="continue the run in --out/model")
@@ -101,6 +106,11 @@ def register(sub: Any) -> None:
         "goes on (as with --keep-going)",
     )  # fmt: skip
     predict.add_argument("--split", default="test", help="manifest split (default: test)")
+    predict.add_argument(
+        "--mirror-axes", type=int, nargs="+", default=(), metavar="AXIS",
+        help="segmentation: test-time mirroring over these axes (0 1 2 = X Y Z, RAS), the "
+        "logits of every flip combination averaged (2**k passes; default: none)",
+    )  # fmt: skip
     predict.add_argument("--force", action="store_true", help="overwrite existing predictions")
     predict.add_argument(
         "--keep-going", action="store_true", help="record failing cases and continue"
@@ -172,6 +182,8 @@ def build_config(args: argparse.Namespace) -> Any:
             "batch_size": args.batch_size or 2,
             "loss": args.loss,
         }
+    if getattr(args, "no_augment", False):
+        extra["augment"] = None
     if getattr(args, "model", None) is not None:
         extra |= {"model_folder": args.model, "predictions_folder": args.out}
     return SegmentationConfig(
@@ -180,6 +192,7 @@ def build_config(args: argparse.Namespace) -> Any:
         train=_train_config(args),
         seed=args.seed,
         tolerance_mm=getattr(args, "tolerance_mm", 2.0),
+        mirror_axes=tuple(getattr(args, "mirror_axes", ())),
         **extra,
     )
 
@@ -203,6 +216,8 @@ def build_classification_config(args: argparse.Namespace) -> Any:
             "balance": args.balance,
             "multi_label": args.multi_label,
         }
+    if getattr(args, "no_augment", False):
+        extra["augment"] = None
     return ClassificationConfig(
         manifest=args.manifest,
         out_dir=args.out,

@@ -39,9 +39,23 @@ def test_demo_short_run_is_honest(tmp_path: Path, capsys: pytest.CaptureFixture[
     assert main(args) == 0
     out = capsys.readouterr().out
     assert "mean held-out Dice" in out
-    assert "not done yet: training augmentation" in out
+    assert "not done yet: post-processing" in out
     report = (tmp_path / "report.md").read_text()
     assert "Not done yet:" in report
+    assert "- training augmentation off" in report  # the demo says where it departs
     assert "| case_004 | liver |" in report
     assert main(args) == 2  # an earlier demo is there
     assert "pass --force to replace it" in capsys.readouterr().err
+
+
+def test_augmentation_and_mirroring_flags() -> None:
+    from medimg.cli import build_parser
+    from medimg.cli.segmentation import build_config
+
+    parser = build_parser()
+    base = ["--manifest", "m.json", "--out", "o"]
+    trained = build_config(parser.parse_args(["train", *base, "--no-augment"]))
+    assert trained.augment is None
+    assert build_config(parser.parse_args(["train", *base])).augment is not None
+    predicted = build_config(parser.parse_args(["predict", *base, "--mirror-axes", "0", "2"]))
+    assert predicted.mirror_axes == (0, 2)

@@ -3,6 +3,7 @@ from __future__ import annotations
 import csv
 import json
 import shutil
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -123,6 +124,10 @@ def test_predict_failures(
             {"sw_overlap": 1.0},
             r"validation_fraction and sw_overlap must be in \[0, 1\), got 0.2 and 1.0",
         ),
+        (
+            {"mirror_axes": (0, 3)},
+            r"mirror_axes must be distinct spatial axes among 0, 1, 2, got \(0, 3\)",
+        ),
     ],
 )
 def test_config_errors(kwargs: dict[str, object], message: str) -> None:
@@ -220,3 +225,37 @@ def test_predict_with_model_needs_a_segmentation_manifest(
         "--model must be used with a segmentation manifest, got a classification one"
         in capsys.readouterr().err
     )
+
+
+def test_training_patches_are_augmented_and_recorded(dataset: Path) -> None:
+    import torch
+
+    from medimg.transforms import AugmentConfig
+    from pipelines.segmentation import _patch_sampler
+
+    label = torch.zeros((1, 24, 24, 12))
+    label[:, 8:16, 8:16, 4:8] = 1
+    sample = {"image": torch.rand((1, 24, 24, 12)), "label": label}
+    always = AugmentConfig(p_affine=1.0, rotation_deg=30.0, p_noise=1.0)
+    cfg = replace(_cfg(dataset, Path("unused")), augment=always)
+    sampler = _patch_sampler(cfg, n_classes=2, modality="CT")
+    sampler.set_random_state(seed=0)
+    (patch,) = sampler(sample)
+    assert patch["image"].shape == patch["label"].shape == (1, 16, 16, 8)
+    applied = {e["name"] for e in patch["augment_history"] if e["applied"]}
+    assert {"affine", "noise"} <= applied
+    assert set(np.unique(np.asarray(patch["label"]))) <= {0.0, 1.0}  # nearest: still labels
+    plain = _patch_sampler(replace(cfg, augment=None), n_classes=2, modality="CT")
+    plain.set_random_state(seed=0)
+    (unaugmented,) = plain(sample)
+    assert "augment_history" not in unaugmented
+
+
+def test_predict_with_test_time_mirroring(
+    dataset: Path, trained: tuple[SegmentationConfig, TrainResult], tmp_path: Path
+) -> None:
+    cfg = replace(trained[0], mirror_axes=(0, 2), predictions_folder=tmp_path / "tta")
+    (case,) = predict(cfg).cases
+    assert case.status == "written"
+    image = read_header(dataset.parent / "imagesTr" / f"{case.case_id}.nii.gz")
+    assert read_header(case.path).shape == image.shape
