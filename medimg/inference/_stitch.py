@@ -31,7 +31,15 @@ import torch
 from medimg.inference.config import OutputKind
 from medimg.inference.gaussian import padding_for, window_starts
 
-__all__ = ["Slab", "StitchMemory", "Stitcher", "WindowGrid", "stitch_memory", "window_grid"]
+__all__ = [
+    "Slab",
+    "StitchMemory",
+    "Stitcher",
+    "WindowGrid",
+    "class_weights",
+    "stitch_memory",
+    "window_grid",
+]
 
 _F32 = 4
 
@@ -287,6 +295,17 @@ def _depth(z_range: tuple[int, int]) -> int:
     return max(z_range[1] - z_range[0], 0)
 
 
+def class_weights(importance: torch.Tensor, logits: torch.Tensor) -> torch.Tensor:
+    """The importance map repeated for each class, in the memory layout of ``logits[0]``.
+
+    Multiplying a batch of logits ``(B, K, *roi)`` by it is one vectorised pass; weighting
+    each cell's part with the ``(X, Y, Z)`` map instead broadcast it along the class axis,
+    which is innermost in channels-last output, and ran about as long as the convolutions.
+    """
+    window = logits[0]
+    return torch.empty_like(window).copy_(importance.to(window.device).expand_as(window))
+
+
 class Stitcher:
     """Accumulates weighted window logits cell by cell and hands out finished slabs."""
 
@@ -311,23 +330,27 @@ class Stitcher:
         """Whether every cell has been finished and handed out."""
         return self.book.complete
 
-    def add(self, logits: torch.Tensor, start: tuple[int, int, int]) -> list[Slab]:
-        """Add one window's float32 logits ``(K, rx, ry, rz)`` at ``start`` (padded).
+    def add(self, weighted: torch.Tensor, start: tuple[int, int, int]) -> list[Slab]:
+        """Add one window's weighted logits ``(K, rx, ry, rz)`` at ``start`` (padded).
 
-        Returns the slabs this window completed, in Z order (often none).
+        ``weighted`` is float32 logits already multiplied by the importance map (see
+        :func:`class_weights`). Returns the slabs this window completed, in Z order (often
+        none).
         """
         step = self.book.add(start)
         for cell in step.new:
             self._open(cell)
+        fresh = set(step.new)  # allocated empty: the first window is copied, not added
         for cell in step.cells:
             part = tuple(
                 slice(a - s, b - s) for (a, b), s in zip(self.book.extent(cell), start, strict=True)
             )
             scores, weight = self.cells[cell]
-            w = self.importance[part]
-            scores.addcmul_(logits[(slice(None), *part)], w)
+            logits = weighted[(slice(None), *part)]
+            scores.copy_(logits) if cell in fresh else scores.add_(logits)
             if weight is not None:
-                weight.add_(w)
+                w = self.importance[part]
+                weight.copy_(w) if cell in fresh else weight.add_(w)
         for cell in step.done:
             self._finish(cell)
         return [s for layer in step.ready if (s := self._hand_out(layer)) is not None]
@@ -335,8 +358,8 @@ class Stitcher:
     def _open(self, cell: Cell) -> None:
         shape = self.book.cell_shape(cell)
         # Physical layout (X, Y, Z, K) matches channels-last network output (K fastest).
-        store = torch.zeros((*shape, self.n_classes), device=self.device)
-        weight = torch.zeros(shape, device=self.device) if _keeps_weight(self.output) else None
+        store = torch.empty((*shape, self.n_classes), device=self.device)
+        weight = torch.empty(shape, device=self.device) if _keeps_weight(self.output) else None
         self.cells[cell] = (store.permute(3, 0, 1, 2), weight)
         self.live_bytes += self._bytes(shape)
         self.peak_bytes = max(self.peak_bytes, self.live_bytes)

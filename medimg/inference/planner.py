@@ -8,7 +8,7 @@ The estimate adds what is alive at the worst moment of a run of :func:`iter_slab
 * for a file, two rows of input, ``C * X * Y * roi_z`` float32 each, plus the block being
   read (arrays and tensors are cut window by window and need none);
 * the windows of the batches in flight (prefetch queue of two, one being cut, one running),
-  and the batch's logits;
+  the batch's logits, and the Gaussian weights repeated for each class;
 * the network's activations for one batch, measured by running the network once on PyTorch's
   ``meta`` device (no memory, no compute) and adding the sizes of every layer's output, an
   upper bound for eager inference (oneDNN scratch space aside);
@@ -181,7 +181,7 @@ def _estimate(
     return MemoryEstimate(
         model=0,
         activations=per_window * batch,
-        windows=(4 * c + (1 + tta) * n_classes) * roi_vox * _F32 * batch,
+        windows=((4 * c + (1 + tta) * n_classes) * batch + n_classes) * roi_vox * _F32,
         input_rows=rows * c * px * py * grid.roi[2] * _F32,
         stitching=stitch.cells,
         slab=reduce * cell + stitch.layers,

@@ -21,8 +21,8 @@ def _run(output: str, n_classes: int = 5):
     gen = torch.Generator().manual_seed(0)
     handed = []
     for i, window in enumerate(grid.windows()):
-        logits = torch.randn((n_classes, *grid.roi), generator=gen)
-        handed += [(i, slab.z_start, slab.depth) for slab in stitcher.add(logits, window)]
+        weighted = torch.randn((n_classes, *grid.roi), generator=gen)
+        handed += [(i, slab.z_start, slab.depth) for slab in stitcher.add(weighted, window)]
     return grid, stitcher, handed
 
 
