@@ -524,7 +524,8 @@ def predict(
     raises (:class:`~medimg.errors.ManifestError` listing them all, or
     :class:`~medimg.errors.CaseError` naming the case). Without it only the manifest's schema
     is checked up front, and a failing case is recorded (status ``failed``, with the reason)
-    while the batch goes on. ``progress`` shows a tqdm bar over cases.
+    while the batch goes on. ``progress`` shows tqdm bars over cases and, for the case being
+    predicted, over its windows.
     """
     started = utc_now()
     bundle = load_model_bundle(cfg.model_dir)
@@ -532,7 +533,7 @@ def predict(
         preprocessing_for(bundle.modality, bundle.preprocess, bundle.fingerprint),
         (bundle.model, bundle.network),
     )
-    infer = _inference_config(cfg, bundle.network, mirror=True)
+    infer = replace(_inference_config(cfg, bundle.network, mirror=True), progress=progress)
     out_dir = cfg.predictions_dir
     manifest = load_manifest(cfg.manifest, check_files=fail_fast)
     cases = [c for c in resolve_cases(manifest, cfg.manifest) if c.split == split]

@@ -115,7 +115,9 @@ def register(sub: Any) -> None:
     predict.add_argument(
         "--keep-going", action="store_true", help="record failing cases and continue"
     )
-    predict.add_argument("--progress", action="store_true", help="show a progress bar over cases")
+    predict.add_argument(
+        "--progress", action="store_true", help="show progress bars over cases and windows"
+    )
     predict.set_defaults(handler=run_predict)
     evaluate = sub.add_parser(
         "evaluate",

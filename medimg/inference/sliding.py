@@ -242,7 +242,7 @@ def _progress(total: int, enabled: bool) -> Any:
         return None
     from tqdm.auto import tqdm
 
-    return tqdm(total=total, unit="window", desc="sliding window")
+    return tqdm(total=total, unit="window", desc="sliding window", leave=False)
 
 
 def predict_volume(

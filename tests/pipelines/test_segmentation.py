@@ -252,10 +252,14 @@ def test_training_patches_are_augmented_and_recorded(dataset: Path) -> None:
 
 
 def test_predict_with_test_time_mirroring(
-    dataset: Path, trained: tuple[SegmentationConfig, TrainResult], tmp_path: Path
+    dataset: Path,
+    trained: tuple[SegmentationConfig, TrainResult],
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
     cfg = replace(trained[0], mirror_axes=(0, 2), predictions_folder=tmp_path / "tta")
-    (case,) = predict(cfg).cases
+    (case,) = predict(cfg, progress=True).cases
     assert case.status == "written"
+    assert "window" in capsys.readouterr().err  # the bar over the case's windows
     image = read_header(dataset.parent / "imagesTr" / f"{case.case_id}.nii.gz")
     assert read_header(case.path).shape == image.shape
