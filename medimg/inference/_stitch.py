@@ -266,6 +266,7 @@ class StitchMemory:
         return self.cells + self.layers
 
 
+@functools.lru_cache(maxsize=64)  # the planner asks once per batch choice, then again
 def stitch_memory(grid: WindowGrid, n_classes: int, output: OutputKind) -> StitchMemory:
     """Replay a run's bookkeeping to find the stitcher's peak memory, and the deepest slab.
 

@@ -173,7 +173,7 @@ def _estimate(
     # one cell being reduced: scores divided by the weights, then argmax (int64 + uint8) or
     # softmax; plus the finished layers not yet handed out
     reduce = n_classes * _F32 + (9 if config.output == "labels" else _F32 * n_classes)
-    cell = max(grid.roi[0], 1) * py * stitch.depth
+    cell = grid.roi[0] * grid.roi[1] * stitch.depth  # cells are cut on every axis
     # inputs: two batches queued, one being cut, one running; logits, and with mirroring the
     # running sum and one flipped output besides
     tta = 2 if config.mirror_axes else 0
