@@ -171,6 +171,19 @@ def _train_config(args: argparse.Namespace) -> Any:
     )
 
 
+def _shared_config(args: argparse.Namespace) -> dict[str, Any]:
+    """The settings both pipelines' configs take from the arguments."""
+    shared = {
+        "manifest": args.manifest,
+        "out_dir": args.out,
+        "train": _train_config(args),
+        "seed": args.seed,
+    }
+    if getattr(args, "no_augment", False):
+        shared["augment"] = None
+    return shared
+
+
 def build_config(args: argparse.Namespace) -> Any:
     """The :class:`~pipelines.segmentation.SegmentationConfig` the arguments describe."""
     from pipelines.segmentation import SegmentationConfig
@@ -184,15 +197,10 @@ def build_config(args: argparse.Namespace) -> Any:
             "batch_size": args.batch_size or 2,
             "loss": args.loss,
         }
-    if getattr(args, "no_augment", False):
-        extra["augment"] = None
     if getattr(args, "model", None) is not None:
         extra |= {"model_folder": args.model, "predictions_folder": args.out}
     return SegmentationConfig(
-        manifest=args.manifest,
-        out_dir=args.out,
-        train=_train_config(args),
-        seed=args.seed,
+        **_shared_config(args),
         tolerance_mm=getattr(args, "tolerance_mm", 2.0),
         mirror_axes=tuple(getattr(args, "mirror_axes", ())),
         **extra,
@@ -218,15 +226,8 @@ def build_classification_config(args: argparse.Namespace) -> Any:
             "balance": args.balance,
             "multi_label": args.multi_label,
         }
-    if getattr(args, "no_augment", False):
-        extra["augment"] = None
     return ClassificationConfig(
-        manifest=args.manifest,
-        out_dir=args.out,
-        train=_train_config(args),
-        seed=args.seed,
-        threshold=getattr(args, "threshold", 0.5),
-        **extra,
+        **_shared_config(args), threshold=getattr(args, "threshold", 0.5), **extra
     )
 
 
