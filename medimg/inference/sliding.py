@@ -73,9 +73,11 @@ def _batches(
     direct = source.random_access and not grid.needs_padding
     rows: dict[int, torch.Tensor] = {}
     last_use = {z: i for i, (_, _, z) in enumerate(windows)}
+    layout = torch.channels_last_3d if channels_last else torch.contiguous_format
     for i in range(0, len(windows), batch_size):
         chunk = windows[i : i + batch_size]
-        images = torch.empty((len(chunk), source.shape[0], *grid.roi), dtype=torch.float32)
+        shape = (len(chunk), source.shape[0], *grid.roi)
+        images = torch.empty(shape, dtype=torch.float32, memory_format=layout)  # filled in place
         if direct:
             for image, start in zip(images, chunk, strict=True):
                 source.read_window(start, grid.roi, image)
@@ -83,8 +85,6 @@ def _batches(
             _from_rows(source, grid, rows, chunk, images)
             for z in [z for z in rows if last_use[z] < i + batch_size]:
                 del rows[z]  # no later window needs it
-        if channels_last:
-            images = images.contiguous(memory_format=torch.channels_last_3d)
         yield _Batch(chunk, images)
 
 
