@@ -260,11 +260,6 @@ class StitchMemory:
     layers: int
     depth: int
 
-    @property
-    def total(self) -> int:
-        """Both together."""
-        return self.cells + self.layers
-
 
 @functools.lru_cache(maxsize=64)  # the planner asks once per batch choice, then again
 def stitch_memory(grid: WindowGrid, n_classes: int, output: OutputKind) -> StitchMemory:
