@@ -23,6 +23,7 @@ __all__ = [
     "MedimgError",
     "NonFiniteError",
     "OutputExistsError",
+    "OutputLockedError",
     "UnsupportedFormatError",
 ]
 
@@ -53,6 +54,10 @@ class NonFiniteError(ImageReadError):
 
 class OutputExistsError(MedimgError, FileExistsError):
     """An output file exists and overwriting was not asked for."""
+
+
+class OutputLockedError(MedimgError, RuntimeError):
+    """An output folder is in use by another run (see :class:`medimg.io.integrity.OutputLock`)."""
 
 
 class GeometryError(MedimgError, ValueError):
