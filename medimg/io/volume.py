@@ -19,14 +19,28 @@ Policies (each can be changed per call):
   exactly as it is; resampling with that affine is then exact, but writing it to NRRD or
   MetaImage (which cannot store a shear) is refused.
 * **Memory**: the size of the decoded array is computed from the header and compared with
-  ``max_bytes`` before any voxel is read (:class:`~medimg.errors.ImageTooLargeError`).
+  ``max_bytes`` before any voxel is read (:class:`~medimg.errors.ImageTooLargeError`). The
+  default, :func:`default_max_bytes`, is computed at each call: 80% of the memory available
+  then (``MemAvailable``), at most :data:`DEFAULT_MAX_BYTES` (16 GiB).
+* **Compressed data is verified**: every ``.nii.gz`` is decoded by medimg in chunks with its
+  gzip CRC-32 and length checked (nibabel would stop before the trailer); compressed NRRD and
+  MetaImage streams are verified before ITK decodes them (ITK returns wrong voxels from a
+  flipped bit). A failure is an :class:`~medimg.errors.ImageReadError` saying "CRC check
+  failed" or "length mismatch" and that the file is damaged. :func:`read_header` reads no
+  voxels and so cannot see such damage unless called with ``verify=True``
+  (:func:`verify_compressed` does the check alone).
+* **Header fields are checked** before nibabel or ITK interprets them (datatype, dims,
+  vox_offset, scl_slope/scl_inter, xform codes, a non-finite or singular sform/qform/pixdim
+  affine, NRRD/MetaImage spacing, origin, direction and sizes); each failure names the field.
 """
 
 from __future__ import annotations
 
 import gzip
 import logging
+import math
 import zlib
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
@@ -40,6 +54,22 @@ from medimg.errors import (
     ImageReadError,
     ImageTooLargeError,
     NonFiniteError,
+)
+from medimg.io._compressed import (
+    compressed_data,
+    iter_decompressed,
+    iter_file,
+    metaimage_fields,
+    read_decompressed_range,
+    region_pieces,
+    verify_stream,
+)
+from medimg.io._header_checks import (
+    affine_field,
+    check_affine,
+    check_metaimage_text,
+    check_nifti_fields,
+    check_sitk_geometry,
 )
 from medimg.io.formats import format_of
 from medimg.io.geometry import (
@@ -56,12 +86,57 @@ from medimg.typing import Affine, PathLike, SpacingMM
 if TYPE_CHECKING:
     from monai.data.meta_tensor import MetaTensor
 
-__all__ = ["DEFAULT_MAX_BYTES", "Volume", "load_volume", "read_header"]
+__all__ = [
+    "DEFAULT_MAX_BYTES",
+    "Volume",
+    "default_max_bytes",
+    "intensity_range",
+    "load_volume",
+    "read_header",
+    "verify_compressed",
+]
 
 logger = logging.getLogger(__name__)
 
 DEFAULT_MAX_BYTES = 16 * 1024**3
-"""Default limit on the decoded size of one volume (16 GiB); pass ``max_bytes`` to change it."""
+"""Ceiling of the default limit on the decoded size of one volume (16 GiB)."""
+
+_AVAILABLE_FRACTION = 0.8
+
+
+def default_max_bytes() -> int:
+    """The default decode limit now: 80% of available memory, at most 16 GiB.
+
+    Available memory is ``MemAvailable`` from ``/proc/meminfo`` (Linux), else the free physical
+    pages from ``os.sysconf``; where neither exists the limit is :data:`DEFAULT_MAX_BYTES`.
+    It is computed at each call, never at import, so it follows the machine's load.
+
+    Examples
+    --------
+    >>> 0 < default_max_bytes() <= DEFAULT_MAX_BYTES
+    True
+    """
+    available = _available_memory_bytes()
+    if available is None:
+        return DEFAULT_MAX_BYTES
+    return max(1, min(DEFAULT_MAX_BYTES, int(available * _AVAILABLE_FRACTION)))
+
+
+def _available_memory_bytes() -> int | None:
+    import os
+
+    try:
+        with open("/proc/meminfo", encoding="ascii") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    try:
+        return int(os.sysconf("SC_AVPHYS_PAGES")) * int(os.sysconf("SC_PAGE_SIZE"))
+    except (ValueError, OSError, AttributeError):
+        return None
+
 
 NonFinitePolicy = Literal["error", "zero", "keep"]
 ShearPolicy = Literal["error", "keep"]
@@ -126,22 +201,62 @@ def _check_exists(path: Path) -> None:
         )
 
 
-def read_header(path: PathLike) -> SourceGeometry:
+def read_header(path: PathLike, *, verify: bool = False) -> SourceGeometry:
     """Read only the header of an image file: shape, affine, dtype, channels.
 
     No voxel data is read, so this is fast even for large files; manifest validation uses it.
+    A header read cannot see damage in a compressed body: pass ``verify=True`` to also decode
+    the body in chunks (bounded memory, one pass) and check its CRC and length.
+
+    Parameters
+    ----------
+    path : path-like
+        An image file (see :func:`load_volume`).
+    verify : bool
+        Also run :func:`verify_compressed` on the file.
 
     Raises
     ------
-    ImageNotFoundError, UnsupportedFormatError, ImageReadError
-        When the file is missing, has an unknown suffix, or its header cannot be parsed.
+    ImageNotFoundError, UnsupportedFormatError, ImageReadError, GeometryError
+        When the file is missing, has an unknown suffix, its header cannot be parsed or holds
+        an invalid field (named in the message), or (``verify=True``) its body is damaged.
     """
     path = Path(path)
     fmt = format_of(path)
     _check_exists(path)
     if fmt in ("nifti", "analyze"):
-        return _nibabel_header(path, fmt)[0]
-    return _sitk_header(path, fmt)[0]
+        geometry = _nibabel_header(path, fmt)[0]
+    else:
+        geometry = _sitk_header(path, fmt)[0]
+    if verify:
+        _verify_streams(path, fmt, geometry)
+    return geometry
+
+
+def verify_compressed(path: PathLike) -> None:
+    """Check every compressed stream of an image file to its end (CRC-32/Adler-32, length).
+
+    Covers ``.nii.gz`` (gzip, concatenated members allowed), NRRD ``encoding: gzip``/``bzip2``
+    (attached or detached data file) and MetaImage ``CompressedData = True`` (zlib, decoded
+    length checked against ``DimSize``). Uncompressed files pass at once. Memory use is a few
+    MiB however large the file decodes; time is one decompression pass.
+
+    Raises
+    ------
+    ImageNotFoundError, UnsupportedFormatError, ImageReadError, GeometryError
+        As :func:`read_header`; the body's damage as ``ImageReadError`` ("CRC check failed",
+        "length mismatch", "truncated"), naming the file.
+    """
+    read_header(path, verify=True)
+
+
+def _verify_streams(path: Path, fmt: str, geometry: SourceGeometry) -> None:
+    if fmt == "nifti" and not path.name.lower().endswith(".gz"):
+        return
+    itemsize = np.dtype(geometry.dtype).itemsize
+    decoded = math.prod(geometry.shape) * geometry.n_channels * itemsize
+    for stream in compressed_data(path, fmt, decoded):
+        verify_stream(stream)
 
 
 def load_volume(
@@ -150,7 +265,7 @@ def load_volume(
     ndim: int | None = 3,
     nonfinite: NonFinitePolicy = "error",
     shear: ShearPolicy = "error",
-    max_bytes: int = DEFAULT_MAX_BYTES,
+    max_bytes: int | None = None,
 ) -> Volume:
     """Read an image file into a channel-first array with its RAS affine.
 
@@ -169,8 +284,9 @@ def load_volume(
         What to do with NaN or infinite voxels (see the module docstring).
     shear : {"error", "keep"}
         What to do with a sheared affine (see the module docstring).
-    max_bytes : int
-        Largest decoded array size allowed, checked from the header before reading voxels.
+    max_bytes : int or None
+        Largest decoded array size allowed in bytes, checked from the header before reading
+        voxels; ``None`` means :func:`default_max_bytes` (computed now).
 
     Returns
     -------
@@ -185,16 +301,102 @@ def load_volume(
     path = Path(path)
     fmt = format_of(path)
     _check_exists(path)
+    limit = default_max_bytes() if max_bytes is None else max_bytes
     if fmt in ("nifti", "analyze"):
-        geometry, array = _read_nibabel(path, fmt, max_bytes)
+        geometry, array = _read_nibabel(path, fmt, limit)
     else:
-        geometry, array = _read_sitk(path, fmt, max_bytes)
+        geometry, array = _read_sitk(path, fmt, limit)
     _check_shear(geometry, shear)
     array = _to_channel_first(array, geometry, ndim)
     geometry = _squeeze_geometry(geometry, array.ndim - 1)
     array = _apply_nonfinite_policy(array, path, nonfinite)
     logger.debug("loaded %s: shape %s, %s", path, array.shape, "".join(geometry.axcodes))
     return Volume(array=array, affine=geometry.affine, source=geometry)
+
+
+def intensity_range(path: PathLike, *, max_bytes: int | None = None) -> tuple[float, float]:
+    """Smallest and largest finite voxel value of an image file (after NIfTI scaling).
+
+    NIfTI and Analyze voxels stream through in chunks of a few MiB, so the memory used does not
+    grow with the image (a 1 MB ``.nii.gz`` that decodes to gigabytes costs megabytes); the
+    gzip trailer is verified on the way. NRRD and MetaImage are loaded whole, as
+    :func:`load_volume` would. ``max_bytes`` is checked against the decoded size either way,
+    so the command line's ``--max-memory-gb`` means the same for every command.
+
+    Parameters
+    ----------
+    path : path-like
+        An image file.
+    max_bytes : int or None
+        Largest decoded size allowed; ``None`` means :func:`default_max_bytes`.
+
+    Returns
+    -------
+    (float, float)
+        ``(min, max)`` over finite voxels; ``(nan, nan)`` when no voxel is finite.
+
+    Raises
+    ------
+    ImageNotFoundError, UnsupportedFormatError, ImageReadError, ImageTooLargeError,
+    GeometryError
+        As :func:`load_volume`.
+    """
+    path = Path(path)
+    fmt = format_of(path)
+    _check_exists(path)
+    limit = default_max_bytes() if max_bytes is None else max_bytes
+    if fmt not in ("nifti", "analyze"):
+        array = load_volume(path, ndim=None, nonfinite="keep", shear="keep", max_bytes=limit).array
+        return _finite_range([array])
+    geometry, img = _nibabel_header(path, fmt)
+    slope, inter = _nibabel_scaling(img.dataobj)
+    scaled = (slope, inter) != (1.0, 0.0)
+    out_dtype = np.dtype(np.float32) if scaled else np.dtype(geometry.dtype)
+    _check_memory(path, tuple(img.shape), out_dtype, limit)
+    _check_uncompressed_size(path, img)
+    chunks = _voxel_chunks(path, img)
+    if scaled:
+        chunks = (c.astype(np.float32) * np.float32(slope) + np.float32(inter) for c in chunks)
+    return _finite_range(chunks)
+
+
+def _voxel_chunks(path: Path, img: Any) -> Iterator[NDArray[Any]]:
+    """The stored voxels of a nibabel image as flat arrays of a few MiB each."""
+    proxy = img.dataobj
+    dtype = np.dtype(proxy.dtype)
+    offset = int(proxy.offset)
+    nbytes = math.prod(int(n) for n in proxy.shape) * dtype.itemsize
+    if path.name.lower().endswith(".gz"):
+        (stream,) = compressed_data(path, "nifti", None)
+        pieces = region_pieces(iter_decompressed(stream), offset, nbytes)
+    else:
+        image_file = Path(img.file_map["image"].filename)
+        pieces = region_pieces(iter_file(image_file, 0), offset, nbytes)
+    carry = b""
+    seen = 0
+    for piece in pieces:
+        data = carry + piece
+        usable = len(data) - len(data) % dtype.itemsize
+        carry = data[usable:]
+        seen += usable
+        yield np.frombuffer(data[:usable], dtype=dtype)
+    if seen < nbytes:
+        raise ImageReadError(
+            f"{path}: file is truncated: the header promises {offset + nbytes} bytes (offset "
+            f"{offset} + voxels), the data holds {offset + seen}; the file is damaged: re-copy "
+            "or re-export it"
+        )
+
+
+def _finite_range(chunks: Iterable[NDArray[Any]]) -> tuple[float, float]:
+    lo, hi = math.inf, -math.inf
+    for chunk in chunks:
+        values = chunk[np.isfinite(chunk)] if chunk.dtype.kind == "f" else chunk
+        if values.size:
+            lo, hi = min(lo, float(values.min())), max(hi, float(values.max()))
+    if lo > hi:
+        return math.nan, math.nan
+    return lo, hi
 
 
 # --------------------------------------------------------------------------------------------
@@ -204,19 +406,27 @@ def load_volume(
 def _nibabel_header(path: Path, fmt: str) -> tuple[SourceGeometry, Any]:
     import nibabel as nib
     from nibabel.filebasedimages import ImageFileError
+    from nibabel.spatialimages import HeaderDataError
 
+    check_nifti_fields(path)
     try:
         img: Any = nib.load(str(path), mmap=False)
         shape = tuple(int(n) for n in img.shape)
         dtype = np.dtype(img.get_data_dtype())
+        affine = np.asarray(img.affine, dtype=np.float64)
     except (ImageFileError, gzip.BadGzipFile, EOFError, zlib.error, OSError) as exc:
         raise _corrupt(path, exc) from None
+    except (HeaderDataError, ValueError, OverflowError) as exc:
+        raise ImageReadError(
+            f"{path}: invalid header ({type(exc).__name__}: {exc}); the header is damaged or "
+            "was written by a faulty tool: re-export the image"
+        ) from None
     if not shape or (len(shape) > 4 and any(n > 1 for n in shape[4:])):
         raise ImageReadError(f"{path}: unsupported image shape {shape}; expected 2D, 3D or 4D")
     _check_dtype(path, dtype)
     spatial = shape[:3] if len(shape) >= 3 else shape
     n_channels = shape[3] if len(shape) >= 4 else 1
-    affine = np.asarray(img.affine, dtype=np.float64)
+    check_affine(path, affine, affine_field(img.header), len(spatial))
     geometry = SourceGeometry(
         path=path, format=fmt, shape=spatial, affine=affine, dtype=dtype.str, n_channels=n_channels
     )
@@ -230,16 +440,28 @@ def _read_nibabel(path: Path, fmt: str, max_bytes: int) -> tuple[SourceGeometry,
     out_dtype = np.dtype(np.float32) if (slope, inter) != (1.0, 0.0) else np.dtype(geometry.dtype)
     _check_memory(path, tuple(img.shape), out_dtype, max_bytes)
     _check_uncompressed_size(path, img)
-    try:
-        raw = np.asarray(proxy.get_unscaled())
-    except (gzip.BadGzipFile, EOFError, zlib.error, OSError, ValueError) as exc:
-        raise _corrupt(path, exc) from None
+    if path.name.lower().endswith(".gz"):
+        raw = _read_gzip_voxels(path, proxy)
+    else:
+        try:
+            raw = np.asarray(proxy.get_unscaled())
+        except (OSError, ValueError) as exc:
+            raise _corrupt(path, exc) from None
     if out_dtype == raw.dtype:
         return geometry, raw
     data = raw.astype(np.float32)
     data *= np.float32(slope)
     data += np.float32(inter)
     return geometry, data
+
+
+def _read_gzip_voxels(path: Path, proxy: Any) -> NDArray[Any]:
+    """Voxels of a ``.nii.gz``, decoded once into their final buffer, the trailer verified."""
+    (stream,) = compressed_data(path, "nifti", None)
+    dtype = np.dtype(proxy.dtype)
+    shape = tuple(int(n) for n in proxy.shape)
+    buffer = read_decompressed_range(stream, int(proxy.offset), math.prod(shape) * dtype.itemsize)
+    return np.ndarray(shape, dtype=dtype, buffer=buffer, order=proxy.order)
 
 
 def _nibabel_scaling(proxy: Any) -> tuple[float, float]:
@@ -258,7 +480,7 @@ def _check_uncompressed_size(path: Path, img: Any) -> None:
         return
     image_file = Path(img.file_map["image"].filename)
     offset = int(getattr(img.dataobj, "offset", 0))
-    expected = offset + int(np.prod(img.shape)) * np.dtype(img.get_data_dtype()).itemsize
+    expected = offset + math.prod(img.shape) * np.dtype(img.get_data_dtype()).itemsize
     actual = image_file.stat().st_size
     if actual < expected:
         raise ImageReadError(
@@ -295,6 +517,11 @@ def _sitk_header(path: Path, fmt: str) -> tuple[SourceGeometry, Any]:
     n_channels = size[3] if len(size) == 4 else 1
     if len(size) > 4 or len(size) < 2:
         raise ImageReadError(f"{path}: unsupported image shape {size}; expected 2D, 3D or 4D")
+    if fmt == "metaimage":
+        check_metaimage_text(path, metaimage_fields(path)[0])
+    check_sitk_geometry(
+        path, fmt, size, reader.GetSpacing(), reader.GetOrigin(), reader.GetDirection()
+    )
     affine = _sitk_affine(
         reader.GetSpacing(), reader.GetOrigin(), reader.GetDirection(), len(size), path
     )
@@ -327,6 +554,7 @@ def _read_sitk(path: Path, fmt: str, max_bytes: int) -> tuple[SourceGeometry, ND
 
     geometry, reader = _sitk_header(path, fmt)
     _check_memory(path, (*geometry.shape, geometry.n_channels), np.dtype(geometry.dtype), max_bytes)
+    _verify_streams(path, fmt, geometry)  # ITK decodes a flipped bit into wrong voxels silently
     try:
         image = reader.Execute()
     except RuntimeError as exc:
@@ -364,12 +592,13 @@ def _check_dtype(path: Path, dtype: np.dtype[Any]) -> None:
 
 
 def _check_memory(path: Path, shape: tuple[int, ...], dtype: np.dtype[Any], max_bytes: int) -> None:
-    needed = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
+    needed = math.prod(shape) * dtype.itemsize  # exact: NIfTI-2 dims can overflow int64
     if needed > max_bytes:
         raise ImageTooLargeError(
             f"{path}: decoding shape {shape} as {dtype} needs {needed / 1024**3:.2f} GiB, over "
-            f"the limit of {max_bytes / 1024**3:.2f} GiB; raise max_bytes (--max-memory-gb) or "
-            "process the file window by window"
+            f"the limit of {max_bytes / 1024**3:.2f} GiB; if the header is right and the memory "
+            "is there, raise the limit: max_bytes= in load_volume, or --max-memory-gb in "
+            "medimg info and medimg validate"
         )
 
 
