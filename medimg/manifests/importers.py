@@ -38,6 +38,7 @@ MODALITY_ALIASES: dict[str, Modality] = {
 """Channel names of MSD / nnU-Net files (upper-cased) and the modality they mean."""
 
 Format = Literal["msd", "nnunet"]
+_ENDING = re.compile(r"^(\.[A-Za-z0-9]+)+$")
 _SUFFIX = re.compile(r"(\.nii\.gz|\.nii|\.nrrd|\.mha|\.mhd|\.nhdr)$")
 
 
@@ -117,7 +118,7 @@ def _channels(
         problems.append(f"{key}: must map channel index to name, got {spec!r}")
         return []
     out = []
-    for index in sorted(spec, key=lambda k: int(k) if str(k).isdigit() else 0):
+    for index in sorted(spec, key=lambda k: int(k) if str(k).isdecimal() else 0):
         name = str(spec[index])
         found = override or MODALITY_ALIASES.get(name.strip().upper())
         if found is None:
@@ -131,31 +132,63 @@ def _channels(
 
 
 def _msd_labels(raw: Mapping[str, Any], problems: list[str]) -> list[dict[str, Any]]:
+    """MSD ``labels`` ``{"0": "background", "1": "liver"}`` as label definitions.
+
+    JSON keys are strings, so the value is the key read as a decimal integer: the one
+    explicit conversion (label values given as JSON strings anywhere else are refused).
+    """
     labels = raw.get("labels")
     if not isinstance(labels, Mapping):
-        problems.append(f"labels: must map value to name, got {labels!r}")
+        problems.append(f"labels: must map value to name, got {_short(labels)}")
         return []
-    return [{"value": int(v), "name": str(n)} for v, n in sorted(labels.items(), key=_int_key)]
+    out = []
+    for value, name in sorted(labels.items(), key=_int_key):
+        if not (value.isascii() and value.isdecimal()):
+            problems.append(
+                f'labels.{value}: MSD label keys are voxel values such as "1", got '
+                f"{value!r}; use the label's integer value as the key"
+            )
+        elif not isinstance(name, str):
+            problems.append(f"labels.{value}: must be the label's name, got {_short(name)}")
+        else:
+            out.append({"value": int(value), "name": name})
+    return out
 
 
 def _int_key(item: tuple[Any, Any]) -> int:
-    return int(item[0]) if str(item[0]).isdigit() else -1
+    key = str(item[0])
+    return int(key) if key.isascii() and key.isdecimal() else -1
+
+
+def _short(value: object, limit: int = 60) -> str:
+    text = repr(value)
+    return text if len(text) <= limit else f"{text[: limit - 3]}..."
 
 
 def _nnunet_labels(raw: Mapping[str, Any], problems: list[str]) -> list[dict[str, Any]]:
     labels = raw.get("labels")
     if not isinstance(labels, Mapping):
-        problems.append(f"labels: must map name to value, got {labels!r}")
+        problems.append(f"labels: must map name to value, got {_short(labels)}")
         return []
     out = []
     for name, value in labels.items():
-        if not isinstance(value, int):
+        if isinstance(value, list | tuple):
             problems.append(
-                f"labels.{name}: region-based label {value!r} is not supported; list plain "
-                "integer labels only"
+                f"labels.{name}: region-based label {_short(value)} is not supported; list "
+                "plain integer labels only"
             )
-            continue
-        out.append({"value": value, "name": str(name)})
+        elif isinstance(value, bool) or not isinstance(value, int):
+            fix = (
+                f"write {value.strip()} without quotes"
+                if isinstance(value, str) and value.strip().isdecimal()
+                else "give the label's integer voxel value"
+            )
+            problems.append(
+                f"labels.{name}: must be a JSON integer, got {type(value).__name__} "
+                f"{_short(value)}; {fix}"
+            )
+        else:
+            out.append({"value": value, "name": str(name)})
     return sorted(out, key=lambda d: int(d["value"]))
 
 
@@ -171,22 +204,35 @@ def _msd_cases(
     raw: Mapping[str, Any], problems: list[str]
 ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     training = []
-    for i, case in enumerate(raw.get("training") or []):
+    for i, case in enumerate(_listed(raw, "training", problems)):
         if not isinstance(case, Mapping) or not isinstance(case.get("image"), str):
             problems.append(f"training[{i}]: must be {{'image': ..., 'label': ...}}, got {case!r}")
             continue
         entry = {"id": _case_id(case["image"]), "image": _clean(case["image"])}
-        if isinstance(case.get("label"), str):
-            entry["label"] = _clean(case["label"])
+        label = case.get("label")
+        if isinstance(label, str):
+            entry["label"] = _clean(label)
+        elif label is not None:
+            problems.append(f"training[{i}].label: must be a path string, got {_short(label)}")
         training.append(entry)
     test = []
-    for i, item in enumerate(raw.get("test") or []):
+    for i, item in enumerate(_listed(raw, "test", problems)):
         image = item.get("image") if isinstance(item, Mapping) else item
         if not isinstance(image, str):
             problems.append(f"test[{i}]: must be an image path, got {item!r}")
             continue
         test.append({"id": _case_id(image), "image": _clean(image)})
     return training, test
+
+
+def _listed(raw: Mapping[str, Any], key: str, problems: list[str]) -> list[Any]:
+    value = raw.get(key)
+    if value is None:
+        return []
+    if not isinstance(value, list):
+        problems.append(f"{key}: must be a list of cases, got {_short(value)}")
+        return []
+    return value
 
 
 def _nnunet_cases(
@@ -196,7 +242,13 @@ def _nnunet_cases(
     if isinstance(dataset, Mapping):
         training = []
         for case_id, entry in dataset.items():
-            images = list(entry.get("images", []))
+            images = entry.get("images") if isinstance(entry, Mapping) else None
+            if not isinstance(images, list) or not all(isinstance(p, str) for p in images):
+                problems.append(
+                    f"dataset.{case_id}: must be {{'images': [paths], 'label': path}}, got "
+                    f"{_short(entry)}"
+                )
+                continue
             case: dict[str, Any] = {
                 "id": case_id,
                 "image": images[0] if len(images) == 1 else images,
@@ -206,8 +258,8 @@ def _nnunet_cases(
             training.append(case)
         return training, []
     ending = raw.get("file_ending")
-    if not isinstance(ending, str):
-        problems.append(f"file_ending: must be a suffix like '.nii.gz', got {ending!r}")
+    if not isinstance(ending, str) or not _ENDING.fullmatch(ending):
+        problems.append(f"file_ending: must be a suffix like '.nii.gz', got {_short(ending)}")
         return [], []
     labelled = sorted(p.name.removesuffix(ending) for p in (root / "labelsTr").glob(f"*{ending}"))
     if not labelled:

@@ -5,9 +5,11 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import math
 import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -28,9 +30,10 @@ from medimg.manifests.schema import (
 from medimg.typing import PathLike
 
 __all__ = [
+    "MAX_JSON_DEPTH",
     "ResolvedCase",
     "Tolerances",
-    "case_problems_outside_root",
+    "case_path_problems",
     "load_manifest",
     "manifest_sha256",
     "read_manifest_json",
@@ -51,11 +54,16 @@ class Tolerances:
         Largest distance in mm between corresponding corner voxels of an image and its label
         (or of two channels) before they count as different grids.
     check_label_values : bool
-        Read label maps' voxels to check every value is declared (the one check needing voxels).
+        Read label maps' voxels to check every value is declared, is an integer and is finite.
+    max_bytes : int or None
+        Decode limit of one volume, as :func:`medimg.io.load_volume`'s ``max_bytes``: a file
+        whose decoded array would be larger is reported. None: the limit training uses
+        (:data:`medimg.io.DEFAULT_MAX_BYTES`).
     """
 
     grid_mm: float = 1e-3
     check_label_values: bool = True
+    max_bytes: int | None = None
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -92,30 +100,138 @@ def manifest_sha256(path: PathLike) -> str:
 def read_manifest_json(path: PathLike) -> dict[str, Any]:
     """Read a manifest file's JSON object, or raise :class:`ManifestError` saying why not.
 
+    The file must be UTF-8 (a leading byte-order mark is accepted) and hold one JSON object.
+    Beyond what :func:`json.loads` checks, the JSON must not repeat a key in one object (JSON
+    readers disagree on which copy wins), hold ``NaN``/``Infinity`` or a number too large for
+    a float (not JSON, though Python reads them), or nest deeper than :data:`MAX_JSON_DEPTH`.
+    These problems are listed together, each with its field path.
+
     Raises
     ------
     ManifestError
-        If the file is missing, not valid JSON, or not a JSON object.
+        If the file is missing, a folder, unreadable, not UTF-8, empty, not valid JSON, not a
+        JSON object, or has the problems above.
     """
     path = Path(path)
+    text = _read_text(path)
+    duplicates: _Duplicates = {}
     try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise ManifestError(path, ["(file): no such file; check the path"]) from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ManifestError(path, [f"(file): cannot be read as UTF-8 text: {exc}"]) from None
-    try:
-        raw = json.loads(text)
+        raw = json.loads(text, object_pairs_hook=partial(_object, duplicates=duplicates))
     except json.JSONDecodeError as exc:
         raise ManifestError(
             path,
             [f"(file): not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}"],
         ) from None
+    except RecursionError:
+        raise ManifestError(
+            path,
+            [
+                "(file): JSON nested too deeply to read (hundreds of levels); a manifest "
+                "nests 3 (see: medimg manifest schema)"
+            ],
+        ) from None
+    except ValueError as exc:  # an integer of more than 4300 digits
+        reason = str(exc).split(";")[0].split(":")[0]
+        raise ManifestError(
+            path, [f"(file): not valid JSON for medimg: {reason}; write a smaller number"]
+        ) from None
     if not isinstance(raw, dict):
         raise ManifestError(
             path, [f"(file): must hold a JSON object {{...}}, got {type(raw).__name__}"]
         )
+    problems = _json_problems(raw, duplicates)
+    if problems:
+        raise ManifestError(path, problems)
     return raw
+
+
+MAX_JSON_DEPTH = 32
+"""Deepest nesting of JSON arrays and objects read in a manifest (a valid one needs 4)."""
+
+
+def _read_text(path: Path) -> str:
+    if "\0" in str(path):
+        raise ManifestError(
+            path, ["(file): the path holds a NUL character; give the manifest's real path"]
+        )
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        raise ManifestError(path, ["(file): no such file; check the path"]) from None
+    except IsADirectoryError:
+        raise ManifestError(
+            path, ["(file): is a folder, not a manifest file; give the JSON file inside it"]
+        ) from None
+    except PermissionError:
+        raise ManifestError(
+            path, ["(file): cannot be read: permission denied; check the file's permissions"]
+        ) from None
+    except OSError as exc:
+        reason = exc.strerror or type(exc).__name__
+        raise ManifestError(path, [f"(file): cannot be read: {reason}"]) from None
+    try:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        hint = " (it looks UTF-16 encoded)" if data[:2] in (b"\xff\xfe", b"\xfe\xff") else ""
+        raise ManifestError(
+            path,
+            [
+                f"(file): cannot be read as UTF-8 text{hint}: byte {data[exc.start]:#04x} at "
+                f"offset {exc.start} cannot be decoded; save the file as UTF-8"
+            ],
+        ) from None
+    if not text.strip():
+        raise ManifestError(
+            path, ["(file): is empty; a manifest is a JSON object (see: medimg manifest schema)"]
+        )
+    return text
+
+
+_Duplicates = dict[int, tuple[dict[str, Any], list[str]]]
+
+
+def _object(pairs: list[tuple[str, Any]], *, duplicates: _Duplicates) -> dict[str, Any]:
+    """``json.loads`` object hook: a dict, with the keys given more than once noted.
+
+    The dict itself is kept with its keys, so its ``id`` cannot be reused by another object.
+    """
+    out = dict(pairs)
+    if len(out) < len(pairs):
+        keys = [k for k, _ in pairs]
+        duplicates[id(out)] = (out, sorted({k for k in keys if keys.count(k) > 1}))
+    return out
+
+
+def _json_problems(raw: dict[str, Any], duplicates: _Duplicates) -> list[str]:
+    """Repeated keys, non-finite numbers and excess nesting, walked without recursion."""
+    problems: list[str] = []
+    stack: list[tuple[tuple[object, ...], Any]] = [((), raw)]
+    while stack:
+        loc, value = stack.pop()
+        where = _field_path(loc) or "(top level)"
+        if isinstance(value, float) and not math.isfinite(value):
+            what = "NaN" if math.isnan(value) else ("-" if value < 0 else "") + "Infinity"
+            problems.append(
+                f"{where}: {what} is not a JSON number (NaN and Infinity are not JSON; a "
+                "number past 1.8e308 reads as Infinity); write a finite number or null"
+            )
+        if not isinstance(value, dict | list):
+            continue
+        if len(loc) >= MAX_JSON_DEPTH:
+            problems.append(
+                f"{where}: JSON nested deeper than {MAX_JSON_DEPTH} levels; a manifest nests "
+                "3 (see: medimg manifest schema)"
+            )
+            continue
+        noted = duplicates.get(id(value))
+        for key in noted[1] if noted is not None and noted[0] is value else ():
+            problems.append(
+                f"{_field_path((*loc, key))}: key {key!r} is given more than once in one "
+                "object; keep one (JSON readers disagree on which copy wins)"
+            )
+        items = value.items() if isinstance(value, dict) else enumerate(value)
+        stack += [((*loc, k), v) for k, v in reversed(list(items))]
+    return problems
 
 
 def load_manifest(
@@ -130,9 +246,13 @@ def load_manifest(
         ``dataset.json`` is accepted too (converted by
         :func:`medimg.manifests.importers.convert_dataset_json`).
     check_files : bool
-        Also check the files: they exist and are readable, grids of images and labels agree,
-        label values are declared, channel counts and 2D/3D fit the modalities. Headers are
-        read, not voxels, except label maps for the label-value check. Without it only the
+        Also check the files as training will read them (:mod:`medimg.manifests.checks`):
+        they exist, are image files (not folders) and stay inside the manifest's folder once
+        links are resolved; headers parse; the load policies of
+        :func:`medimg.io.load_volume` hold (no shear, 2D/3D as the modality, a supported
+        dtype, the decode limit, finite voxels); grids of images and labels agree; label
+        values are declared; channel counts fit. Voxels are read only where needed: float
+        (or float-scaled) images for the finite check, and label maps. Without it only the
         schema and the paths' form are checked (no disk access beyond the manifest).
     tolerances : Tolerances, optional
         Strictness of the file checks.
@@ -144,14 +264,16 @@ def load_manifest(
     Raises
     ------
     ManifestError
-        Listing every problem, each as ``field.path: what, found value; fix``.
+        Listing every problem, each as ``field.path: what, found value; fix``. Problems of
+        the JSON itself (:func:`read_manifest_json`) are reported first, then every schema
+        and path problem, then (once those are fixed) every file problem.
     """
     path = Path(path)
     raw = read_manifest_json(path)
     if detect_format(raw) is not None:  # an MSD or nnU-Net v2 dataset.json: convert in memory
         raw = convert_dataset_json(raw, path)
     manifest, problems = _parse(raw)
-    problems += case_problems_outside_root(raw, path.parent.resolve())
+    problems += case_path_problems(raw, path.parent.resolve())
     if manifest is not None and check_files and not problems:
         from medimg.manifests.checks import content_problems
 
@@ -272,6 +394,12 @@ def _message(err: Mapping[str, Any], loc: tuple[object, ...], *, merged: bool) -
         return "required key is missing; add it"
     if kind == "value_error":
         return str(err["msg"]).removeprefix("Value error, ")
+    if kind == "int_type" and isinstance(value, str | float | bool):
+        as_text = value.strip() if isinstance(value, str) else ""
+        fix = f"write {as_text} without quotes" if as_text.isdecimal() else "give an integer"
+        return f"must be a JSON integer, got {type(value).__name__} {value!r}; {fix}"
+    if kind == "bool_type":
+        return f"must be true or false (JSON booleans), got {_short(value)}"
     if kind == "literal_error" and loc == ("schema_version",):
         return f"must be 1, got {value!r}; this medimg reads schema version 1"
     if kind == "string_pattern_mismatch":
@@ -309,13 +437,15 @@ def _model_at(loc: tuple[object, ...]) -> type[BaseModel]:
 # path form (no disk access)
 
 
-def case_problems_outside_root(raw: Mapping[str, Any], root: Path) -> list[str]:
-    """Problems of case paths that escape `root` (unless the manifest allows it) or are empty.
+def case_path_problems(raw: Mapping[str, Any], root: Path) -> list[str]:
+    """Problems of the form of case paths: empty, unprintable, or outside `root`.
 
-    The test is lexical (``..`` and absolute paths), so it needs no disk access.
+    A path must be non-empty text without control characters (NUL, newline, ...), and must
+    stay inside `root` unless the manifest sets ``allow_paths_outside_root``. The test is
+    lexical (``..`` and absolute paths), so it needs no disk access; links that lead outside
+    `root` are found by the file checks (:mod:`medimg.manifests.checks`).
     """
-    if raw.get("allow_paths_outside_root") is True:
-        return []
+    allow_outside = raw.get("allow_paths_outside_root") is True
     problems = []
     for split in SPLITS:
         cases = raw.get(split)
@@ -325,14 +455,35 @@ def case_problems_outside_root(raw: Mapping[str, Any], root: Path) -> list[str]:
             if not isinstance(case, Mapping):
                 continue
             for key, rel in _paths_of(case):
+                where = f"{split}[{i}].{key}"
+                form = _path_form_problem(rel)
+                if form is not None:
+                    problems.append(f"{where}: {form}")
+                    continue
                 target = Path(os.path.normpath(root / rel))
-                if not target.is_relative_to(root):
+                if not allow_outside and not target.is_relative_to(root):
                     problems.append(
-                        f"{split}[{i}].{key}: {rel!r} is outside the manifest's folder "
+                        f"{where}: {rel!r} is outside the manifest's folder "
                         f"({target}); move the data under {root}, or set "
                         '"allow_paths_outside_root": true'
                     )
     return problems
+
+
+def _path_form_problem(rel: str) -> str | None:
+    if not rel.strip():
+        return f"must be a file path relative to the manifest, got {rel!r}; give the path"
+    bad = next((c for c in rel if ord(c) < 0x20 or ord(c) == 0x7F), None)
+    if bad is not None:
+        return (
+            f"{_short(rel)} holds the control character {bad!r}; file names in a manifest "
+            "must be printable (rename the file)"
+        )
+    try:
+        os.fsencode(rel)
+    except UnicodeEncodeError:
+        return f"{_short(rel)} is not valid Unicode text (a lone surrogate); fix the path"
+    return None
 
 
 def _paths_of(case: Mapping[str, Any]) -> list[tuple[str, str]]:

@@ -14,10 +14,11 @@ A manifest is a JSON file in the spirit of the Medical Segmentation Decathlon ``
                     "label": "labelsTr/case_000.nii.gz"}]
     }
 
-Paths are relative to the manifest file; an image is a file or a DICOM series folder, one per
-channel (or one multi-channel file). Cross-field rules (unique ids, declared classes, channel
-counts) live in :func:`consistency_problems`, which works on raw JSON too, so a manifest with a
-type error still gets every other problem reported.
+Paths are relative to the manifest file; an image is a file, one per channel (or one
+multi-channel file). A DICOM series folder passes the schema but not the file checks, because
+training reads image files only: convert it first (``medimg convert``). Cross-field rules
+(unique ids, declared classes, channel counts) live in :func:`consistency_problems`, which works
+on raw JSON too, so a manifest with a type error still gets every other problem reported.
 """
 
 from __future__ import annotations
@@ -77,7 +78,11 @@ class LabelDef(BaseModel):
 
     model_config = _STRICT
 
-    value: int = Field(ge=0, description="Voxel value in the label maps.")
+    value: int = Field(
+        ge=0,
+        strict=True,
+        description='Voxel value in the label maps: a JSON integer (1, not "1" or 1.0).',
+    )
     name: str = Field(min_length=1, description="Structure name, e.g. 'liver'.")
 
 
@@ -90,8 +95,8 @@ class Case(BaseModel):
         alias="id", pattern=CASE_ID_PATTERN, description="Unique id, used in output file names."
     )
     image: str | tuple[str, ...] = Field(
-        description="Image file or DICOM series folder relative to the manifest; a list gives "
-        "one path per channel."
+        description="Image file relative to the manifest (NIfTI, NRRD, MetaImage; convert "
+        "DICOM series first); a list gives one path per channel."
     )
     label: str | None = Field(
         default=None, description="Label map file relative to the manifest (segmentation)."
@@ -129,11 +134,20 @@ class Manifest(BaseModel):
     )
     allow_paths_outside_root: bool = Field(
         default=False,
-        description="Allow case paths outside the manifest's folder (e.g. '../data/...').",
+        strict=True,
+        description="Allow case paths outside the manifest's folder (e.g. '../data/...'), "
+        "directly or through a link.",
     )
     training: tuple[Case, ...] = Field(description="Training cases (at least one).")
     validation: tuple[Case, ...] | None = Field(default=None, description="Validation cases.")
     test: tuple[Case, ...] | None = Field(default=None, description="Test cases.")
+
+    @field_validator("schema_version", mode="before")
+    @classmethod
+    def _exact_version(cls, value: object) -> object:
+        if isinstance(value, bool | float):  # Literal[1] would take true and 1.0
+            raise ValueError(f"must be 1 (a JSON integer), got {value!r}")
+        return value
 
     @model_validator(mode="after")
     def _consistent(self) -> Manifest:
