@@ -12,7 +12,8 @@ Everything lands under ``cfg.out_dir``::
 
     model/        model.json, classifier.json, fingerprint.json, best.pt, last.pt, run.json,
                   curves.png
-    predictions/  <split>.csv (case, status, predicted class, one probability per class), run.json
+    predictions/  <split>.csv (case, status, predicted class, one probability per class),
+                  <split>.summary.json (per case: status, result, resume key), run.json
     evaluation/<split>/  cases.csv, summary.json, roc.png, confusion.png, run.json
 
 Multi-label: manifests give one class per case; ``multi_label=True`` trains independent
@@ -36,7 +37,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from medimg.errors import CaseError, ConfigError, MedimgError
+from medimg.errors import ConfigError
 from medimg.evaluation import (
     ClassificationScores,
     save_confusion_figure,
@@ -47,9 +48,11 @@ from medimg.evaluation import (
     write_json,
 )
 from medimg.fingerprint import Fingerprint, load_or_compute_fingerprint
+from medimg.inference import BatchCase, BatchModel, CaseRecord, PredictionBatch, run_batch
 from medimg.io.writing import atomic_path
 from medimg.keys import Keys
 from medimg.manifests import Manifest, ResolvedCase, load_manifest, resolve_cases
+from medimg.modality import Modality
 from medimg.networks import NetworkConfig, Task, build_network, lookup_network
 from medimg.training import (
     BEST,
@@ -71,6 +74,7 @@ from medimg.training import (
     write_run_record,
 )
 from medimg.transforms import AugmentConfig, PreprocessConfig, augmentation_for, preprocessing_for
+from medimg.transforms.cache import chain_key
 
 __all__ = [
     "BALANCING",
@@ -419,21 +423,6 @@ def _save_model(
     write_json(head, cfg.model_dir / _HEAD, overwrite=True)
 
 
-def _read_done(path: Path, overwrite: bool) -> dict[str, CasePrediction]:
-    if overwrite or not path.is_file():
-        return {}
-    with path.open(newline="", encoding="utf-8") as f:
-        rows = list(csv.DictReader(f))
-    done = {}
-    for row in rows:
-        if row["status"] in ("written", "skipped"):
-            probs = tuple(float(v) for k, v in row.items() if k.startswith("p_"))
-            done[row["case_id"]] = CasePrediction(
-                row["case_id"], "skipped", row["predicted"], probs
-            )
-    return done
-
-
 def _write_csv(
     path: Path, header: Sequence[str], rows: Sequence[Sequence[object]], *, overwrite: bool
 ) -> Path:
@@ -471,6 +460,15 @@ def _predict_one(
     return probs
 
 
+def _prediction(record: CaseRecord) -> CasePrediction:
+    result = record.result or {}
+    probs = result.get("probabilities")
+    return CasePrediction(
+        record.case_id, record.status, result.get("predicted"),
+        None if probs is None else tuple(float(p) for p in probs), record.error,
+    )  # fmt: skip
+
+
 def predict(
     cfg: ClassificationConfig,
     *,
@@ -480,9 +478,18 @@ def predict(
 ) -> PredictResult:
     """Predict every case of ``split`` into ``predictions/<split>.csv``, skipping done cases.
 
+    The run holds the lock of ``predictions/`` (a second run raises
+    :class:`~medimg.errors.OutputLockedError`). Each case's result (called class,
+    probabilities) is recorded in ``predictions/<split>.summary.json``, rewritten atomically
+    after every case, with its resume key: the checkpoint's SHA-256, the preprocessing chain
+    key, the settings (input size, multi-label, threshold) and the content of its image. A
+    rerun reuses a result only under an equal key (unless ``overwrite``) and predicts the
+    others again, logging what differed (see :mod:`medimg.inference.batch`). The CSV is
+    removed when the run starts and written when it ends, so it never mixes two runs.
+
     With ``fail_fast`` (the default) every file is checked up front and a failing case raises
     :class:`~medimg.errors.CaseError`; without it a failing case is recorded (status
-    ``failed``, with the reason) and the batch goes on.
+    ``failed``, with the reason naming the file) and the batch goes on.
     """
     started = utc_now()
     bundle = load_model_bundle(cfg.model_dir)
@@ -491,28 +498,40 @@ def predict(
     bundle.model.to(select_device(cfg.train.device))
     classes = [bundle.outputs[k] for k in sorted(bundle.outputs)]
     path = cfg.out_dir / "predictions" / f"{split}.csv"
-    done = _read_done(path, overwrite)
     manifest = load_manifest(cfg.manifest, check_files=fail_fast)
-    results = []
-    for case in (c for c in resolve_cases(manifest, cfg.manifest) if c.split == split):
-        if case.case_id in done:
-            results.append(done[case.case_id])
-            continue
-        try:
-            probs = _predict_one(case, chain, bundle, head)
-        except (MedimgError, OSError) as exc:
-            if fail_fast:
-                raise CaseError(f"case {case.case_id}: prediction failed: {exc}") from exc
-            results.append(CasePrediction(case.case_id, "failed", error=str(exc)))
-            continue
+    cases = {c.case_id: c for c in resolve_cases(manifest, cfg.manifest) if c.split == split}
+    settings = {
+        "output": "class probabilities",
+        "classes": classes,
+        "threshold": cfg.threshold,
+        "multi_label": head["multi_label"],
+        "input_size_vox": head["input_size_vox"],
+    }
+    model = BatchModel(
+        bundle.checkpoint_sha256,
+        chain_key(Modality(bundle.modality), bundle.preprocess, bundle.fingerprint),
+        json.loads(json.dumps(settings)),
+    )
+
+    def run(case: BatchCase) -> dict[str, Any]:
+        probs = _predict_one(cases[case.case_id], chain, bundle, head)
         called = classes[_called(probs, head["multi_label"], cfg.threshold)]
-        results.append(CasePrediction(case.case_id, "written", called, tuple(probs.tolist())))
-    _write_predictions(path, results, classes)
-    write_run_record(
-        path.parent, config=cfg, seed=cfg.seed, started=started, manifest=cfg.manifest,
-        extra={"split": split, "counts": {s: sum(c.status == s for c in results)
-                                          for s in ("written", "skipped", "failed")}},
-    )  # fmt: skip
+        return {"predicted": called, "probabilities": probs.tolist()}
+
+    header = {"split": split, "model_dir": str(cfg.model_dir), "csv": path.name}
+    summary = f"{split}.summary.json"
+    with PredictionBatch(path.parent, header=header, summary_name=summary,
+                         overwrite=overwrite) as batch:  # fmt: skip
+        path.unlink(missing_ok=True)  # written again at the end; never stale meanwhile
+        work = [BatchCase(c.case_id, c.images) for c in cases.values()]
+        records = run_batch(batch, work, model, run, fail_fast=fail_fast)
+        results = [_prediction(r) for r in records]
+        _write_predictions(path, results, classes)
+        write_run_record(
+            path.parent, config=cfg, seed=cfg.seed, started=started, manifest=cfg.manifest,
+            extra={"split": split, "counts": {s: sum(c.status == s for c in results)
+                                              for s in ("written", "skipped", "failed")}},
+        )  # fmt: skip
     logger.info("predicted %d cases of %s -> %s", len(results), split, path)
     return PredictResult(path=path, cases=tuple(results))
 

@@ -31,7 +31,7 @@ from typing import Any, Literal
 import numpy as np
 import torch
 
-from medimg.errors import CaseError, ConfigError, GeometryError, MedimgError
+from medimg.errors import ConfigError, GeometryError, MedimgError
 from medimg.evaluation import (
     CaseScores,
     save_overlay_figure,
@@ -43,15 +43,22 @@ from medimg.evaluation import (
 )
 from medimg.fingerprint import Fingerprint, load_or_compute_fingerprint
 from medimg.inference import (
+    BatchCase,
+    BatchModel,
+    CaseRecord,
     InferenceConfig,
+    PredictionBatch,
+    inference_settings,
     measure_usage,
     predict_volume,
+    run_batch,
     source_label_slabs,
     write_slabs_nifti,
 )
 from medimg.io import load_volume, read_header
 from medimg.keys import Keys
 from medimg.manifests import Manifest, ResolvedCase, load_manifest, resolve_cases
+from medimg.modality import Modality
 from medimg.networks import NetworkConfig, Task, build_network, lookup_network
 from medimg.training import (
     BEST,
@@ -78,6 +85,7 @@ from medimg.transforms import (
     augmentation_for,
     preprocessing_for,
 )
+from medimg.transforms.cache import chain_key
 from medimg.transforms.modality import target_spacing_for
 
 __all__ = [
@@ -439,64 +447,27 @@ def predict_case(
 
 
 def _is_done(case: ResolvedCase, path: Path) -> bool:
-    """Whether ``path`` holds a readable image on the grid of the case's image."""
+    """Whether ``path``'s header is on the grid of the case's image.
+
+    Its bytes are checked against the recorded SHA-256 by
+    :class:`~medimg.inference.PredictionBatch`, so the header tells the rest.
+    """
     try:
-        done, image = load_volume(path), read_header(case.images[0])
+        done, image = read_header(path), read_header(case.images[0])
     except (MedimgError, OSError, ValueError) as exc:
-        if path.exists():
-            logger.warning("%s: predicting %s again: %s", path, case.case_id, exc)
+        logger.warning("%s: predicting %s again: %s", path, case.case_id, exc)
         return False
-    if done.spatial_shape == image.shape and np.allclose(done.affine, image.affine, atol=1e-3):
+    if done.shape == image.shape and np.allclose(done.affine, image.affine, atol=1e-3):
         return True
     logger.warning("%s: predicting %s again: not on the image's grid", path, case.case_id)
     return False
 
 
-# what a failing case may raise: medimg's checks, IO, torch (out of memory included), numpy
-_CASE_ERRORS = (MedimgError, OSError, RuntimeError, ValueError, MemoryError)
-
-
-def _run_case(
-    case: ResolvedCase, path: Path, work: tuple[Any, tuple[torch.nn.Module, NetworkConfig]],
-    infer: InferenceConfig, fail_fast: bool,
-) -> CasePrediction:  # fmt: skip
-    with measure_usage() as usage:
-        try:
-            predict_case(case, work[0], work[1], infer, path)
-            error = None
-        except _CASE_ERRORS as exc:
-            if fail_fast:
-                raise CaseError(f"case {case.case_id}: prediction failed: {exc}") from exc
-            logger.error("case %s: prediction failed: %s", case.case_id, exc)
-            error = f"{type(exc).__name__}: {exc}"
-    status = "written" if error is None else "failed"
+def _prediction(record: CaseRecord, out_dir: Path) -> CasePrediction:
     return CasePrediction(
-        case.case_id, path, status, error, round(usage.time_s, 3), usage.peak_memory_bytes
-    )
-
-
-def _summary(split: str, model_dir: Path, results: list[CasePrediction]) -> dict[str, Any]:
-    counts = {s: sum(c.status == s for c in results) for s in ("written", "skipped", "failed")}
-    cases = [
-        {
-            "case_id": c.case_id,
-            "path": c.path.name,
-            "status": c.status,
-            "time_s": c.time_s,
-            "peak_memory_mb": None
-            if c.peak_memory_bytes is None
-            else round(c.peak_memory_bytes / 2**20, 1),
-            "error": c.error,
-        }
-        for c in results
-    ]
-    return {
-        "split": split,
-        "model_dir": str(model_dir),
-        "peak_memory": "process peak RSS while the case ran: " + _memory_method(),
-        **counts,
-        "cases": cases,
-    }
+        record.case_id, out_dir / f"{record.case_id}.nii.gz", record.status, record.error,
+        record.time_s, record.peak_memory_bytes,
+    )  # fmt: skip
 
 
 def _memory_method() -> str:
@@ -515,50 +486,61 @@ def predict(
 ) -> PredictResult:
     """Predict every case of ``split`` onto its stored grid, skipping cases already done.
 
-    Label maps go to ``cfg.predictions_dir``, with ``summary.json`` (per case: status, time,
-    peak memory, error) and ``run.json``. A case is skipped when its output is a readable image
-    on the grid of the case's image (unless ``overwrite``); any other output is predicted again.
-    Every file is written atomically, so an interrupted batch resumes where it stopped.
+    Label maps go to ``cfg.predictions_dir``, with ``summary.json`` and ``run.json``; the run
+    holds the folder's lock (a second run into it raises
+    :class:`~medimg.errors.OutputLockedError`) and first deletes temporaries an interrupted
+    run left. A case is skipped (unless ``overwrite``) only when ``summary.json`` records it
+    as done under the same resume key -- the checkpoint's SHA-256, the preprocessing chain
+    key, the inference settings (window, overlap, mirror axes, precision, output) and the
+    content (size, SHA-256) of its input files -- and its output still has the recorded
+    SHA-256 and lies on the image's grid; otherwise the stale output is deleted before work
+    starts and the case is predicted again, the reason logged (see
+    :mod:`medimg.inference.batch`). ``summary.json`` (per case: status, time, peak memory,
+    error, key; ``pending`` until reached) is rewritten atomically after every case and every
+    file is written atomically, so an interrupted batch resumes where it stopped.
 
     With ``fail_fast`` (the default) every file is checked before work starts and a problem
     raises (:class:`~medimg.errors.ManifestError` listing them all, or
     :class:`~medimg.errors.CaseError` naming the case). Without it only the manifest's schema
-    is checked up front, and a failing case is recorded (status ``failed``, with the reason)
-    while the batch goes on. ``progress`` shows tqdm bars over cases and, for the case being
-    predicted, over its windows.
+    is checked up front, and a failing case is recorded (status ``failed``, with the reason
+    naming the file) while the batch goes on. ``progress`` shows tqdm bars over cases and,
+    for the case being predicted, over its windows.
     """
     started = utc_now()
     bundle = load_model_bundle(cfg.model_dir)
-    work = (
-        preprocessing_for(bundle.modality, bundle.preprocess, bundle.fingerprint),
-        (bundle.model, bundle.network),
-    )
+    chain = preprocessing_for(bundle.modality, bundle.preprocess, bundle.fingerprint)
     infer = replace(_inference_config(cfg, bundle.network, mirror=True), progress=progress)
     out_dir = cfg.predictions_dir
     manifest = load_manifest(cfg.manifest, check_files=fail_fast)
-    cases = [c for c in resolve_cases(manifest, cfg.manifest) if c.split == split]
-    results = []
-    for case in _progress(cases, progress):
-        path = out_dir / f"{case.case_id}.nii.gz"
-        if not overwrite and _is_done(case, path):
-            results.append(CasePrediction(case.case_id, path, "skipped"))
-            continue
-        results.append(_run_case(case, path, work, infer, fail_fast))
-        logger.info("case %s: %s -> %s", case.case_id, results[-1].status, path)
-    write_json(_summary(split, cfg.model_dir, results), out_dir / "summary.json", overwrite=True)
-    write_run_record(
-        out_dir, config=cfg, seed=cfg.seed, started=started, manifest=cfg.manifest,
-        extra={"split": split, "cases": results},
-    )  # fmt: skip
+    cases = {c.case_id: c for c in resolve_cases(manifest, cfg.manifest) if c.split == split}
+    model = BatchModel(
+        bundle.checkpoint_sha256,
+        chain_key(Modality(bundle.modality), bundle.preprocess, bundle.fingerprint),
+        inference_settings(infer, output="uint8 labels on the image's stored grid (.nii.gz)"),
+    )
+    work = [BatchCase(c.case_id, c.images, out_dir / f"{c.case_id}.nii.gz") for c in cases.values()]
+
+    def run(case: BatchCase) -> None:
+        network = (bundle.model, bundle.network)
+        predict_case(cases[case.case_id], chain, network, infer, out_dir / f"{case.case_id}.nii.gz")
+
+    header = {
+        "split": split,
+        "model_dir": str(cfg.model_dir),
+        "peak_memory": "process peak RSS while the case ran: " + _memory_method(),
+    }
+    with PredictionBatch(out_dir, header=header, overwrite=overwrite) as batch:
+        records = run_batch(
+            batch, work, model, run,
+            is_valid=lambda b: _is_done(cases[b.case_id], out_dir / f"{b.case_id}.nii.gz"),
+            fail_fast=fail_fast, progress=progress,
+        )  # fmt: skip
+        results = [_prediction(r, out_dir) for r in records]
+        write_run_record(
+            out_dir, config=cfg, seed=cfg.seed, started=started, manifest=cfg.manifest,
+            extra={"split": split, "cases": results},
+        )  # fmt: skip
     return PredictResult(out_dir=out_dir, cases=tuple(results))
-
-
-def _progress(cases: list[ResolvedCase], enabled: bool) -> Any:
-    if not enabled:
-        return cases
-    from tqdm.auto import tqdm
-
-    return tqdm(cases, unit="case", desc="predict")
 
 
 def _score(case: ResolvedCase, prediction: Path, labels: dict[int, str], tol: float) -> CaseScores:

@@ -9,11 +9,25 @@
   stored grid, slab by slab, never holding the full-resolution probabilities;
 * :func:`measure_usage` -- wall time and peak memory of one case;
 * :func:`plan_inference` -- predicted peak memory, batch size and placement, before running;
+* :class:`PredictionBatch` / :func:`run_batch` -- resumable batch prediction into a locked
+  folder: a case is reused only under an equal :class:`ResumeKey` (model, preprocessing,
+  settings, input contents), with ``summary.json`` rewritten after every case;
 * :class:`InferenceConfig` -- the settings.
 """
 
 from __future__ import annotations
 
+from medimg.inference.batch import (
+    CASE_ERRORS,
+    BatchCase,
+    BatchModel,
+    CaseRecord,
+    PredictionBatch,
+    ResumeKey,
+    inference_settings,
+    input_identities,
+    run_batch,
+)
 from medimg.inference.config import InferenceConfig
 from medimg.inference.gaussian import gaussian_importance_map, window_starts
 from medimg.inference.planner import InferencePlan, MemoryEstimate, plan_inference
@@ -24,20 +38,29 @@ from medimg.inference.usage import Usage, measure_usage
 from medimg.inference.writer import predict_to_nifti, write_slabs_nifti
 
 __all__ = [
+    "CASE_ERRORS",
     "DEFAULT_SLAB_BYTES",
+    "BatchCase",
+    "BatchModel",
+    "CaseRecord",
     "InferenceConfig",
     "InferencePlan",
     "MemoryEstimate",
+    "PredictionBatch",
+    "ResumeKey",
     "Slab",
     "SlabSource",
     "Usage",
     "gaussian_importance_map",
+    "inference_settings",
+    "input_identities",
     "iter_slabs",
     "measure_usage",
     "open_source",
     "plan_inference",
     "predict_to_nifti",
     "predict_volume",
+    "run_batch",
     "source_label_slabs",
     "window_starts",
     "write_slabs_nifti",
