@@ -22,7 +22,12 @@ def register(sub: Any) -> None:
         help="list the volumes of a DICOM folder",
         description="List each volume found under DIR (recursively, or through DICOMDIR): "
         "modality, description, slice count, size, spacing, orientation, why a series was "
-        "split and which files were left out. Reads headers only.",
+        "split and which files were left out. Reads headers only. A series that cannot be "
+        "read (a truncated file, an invalid header value, a CT/MR/... slice without "
+        "ImagePositionPatient, ImageOrientationPatient or PixelSpacing) is listed as refused "
+        "with the file, tag and fix, also as an 'error:' line on stderr. Exit status: 0 when "
+        "every series can be read, 1 when some are refused, 2 when every series is refused "
+        "or DIR holds no DICOM image.",
     )
     ls.add_argument("folder", metavar="DIR", help="folder of DICOM files")
     ls.set_defaults(handler=run_ls)
@@ -32,8 +37,10 @@ def register(sub: Any) -> None:
         help="convert every DICOM series of a folder to NIfTI + JSON sidecar",
         description="Write one NIfTI per volume found under DICOM_DIR into OUT_DIR, each with a "
         "JSON sidecar of acquisition metadata (no patient-identifying fields unless "
-        "--keep-phi). A series that fails its checks is reported and the others still "
-        "convert; exit 1 if any failed, 2 on a usage error.",
+        "--keep-phi). A series that fails its checks or is refused (truncated file, invalid "
+        "header value, slice without geometry: see 'medimg dicom ls') is reported on an "
+        "'error:' line and not written; the others still convert. Exit 1 if any failed, 2 on "
+        "a usage error or a folder without DICOM images.",
     )
     convert.add_argument("folder", metavar="DICOM_DIR")
     convert.add_argument("out_dir", metavar="OUT_DIR")
@@ -59,6 +66,8 @@ def register(sub: Any) -> None:
 
 def _size(series: Any) -> str:
     first = series.frames[0]
+    if series.refused:
+        return "?"
     if series.is_projection:
         return f"{first.columns}x{first.rows}"
     return f"{first.columns}x{first.rows}x{len(series.frames)}"
@@ -68,7 +77,7 @@ def _spacing(series: Any) -> str:
     from medimg.io.dicom.selection import series_step_mm
 
     first = series.frames[0]
-    if first.pixel_spacing_mm is None:
+    if first.pixel_spacing_mm is None or series.refused:
         return "?"
     row_mm, col_mm = first.pixel_spacing_mm
     text = f"{col_mm:.3g}x{row_mm:.3g}"
@@ -81,7 +90,9 @@ def run_ls(args: argparse.Namespace) -> int:
     from medimg.io.dicom.selection import series_orientation
 
     scan = scan_dicom_folder(args.folder, pixels=False)
-    print(f"{scan.root}: {len(scan.series)} volume(s)")
+    n_refused = sum(1 for s in scan.series if s.refused)
+    refused_text = f", {n_refused} series refused" if n_refused else ""
+    print(f"{scan.root}: {len(scan.series) - n_refused} volume(s){refused_text}")
     for s in scan.series:
         print(
             f"  #{s.series_number:<4d} {s.modality:<3s} {s.description!r:30s} "
@@ -92,10 +103,22 @@ def run_ls(args: argparse.Namespace) -> int:
             print(f"        volume {s.part} of {s.n_parts}: {s.split_reason}")
         for note in s.notes:
             print(f"        {note}")
+        if s.refused:
+            print(f"        refused: {s.refused}")
         print(f"        {s.folder}")
     for line in scan.left_out:
         print(f"  left out: {line}")
-    return 0
+    refused = [s for s in scan.series if s.refused]
+    for s in refused:
+        print(f"error: {s.folder}: {s.label}: refused: {s.refused}", file=sys.stderr)
+    if refused and len(refused) == len(scan.series):
+        print(
+            f"error: {scan.root}: none of its {len(refused)} series can be read (each refusal "
+            "is listed above with its file, tag and fix)",
+            file=sys.stderr,
+        )
+        return 2
+    return 1 if refused else 0
 
 
 def run_convert(args: argparse.Namespace) -> int:
@@ -114,6 +137,6 @@ def run_convert(args: argparse.Namespace) -> int:
     for path in result.written:
         print(f"wrote {path}")
     for _label, message in result.failed:
-        print(f"failed: {message}", file=sys.stderr)
+        print(f"error: {message}", file=sys.stderr)
     print(f"{len(result.written)} converted, {len(result.failed)} failed")
     return 1 if result.failed else 0

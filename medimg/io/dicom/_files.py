@@ -15,6 +15,7 @@ _NOT_IMAGES = frozenset({"SEG", "RTSTRUCT", "RTPLAN", "RTDOSE", "SR", "PR", "KO"
 
 
 def candidate_files(root: Path, left_out: list[str]) -> list[Path]:
+    """The files to read under ``root``: those its DICOMDIR lists, else every visible file."""
     dicomdir = root / "DICOMDIR"
     if dicomdir.is_file():
         listed = _dicomdir_files(dicomdir, left_out)
@@ -64,7 +65,15 @@ _READ_ERRORS: tuple[type[BaseException], ...] = (
 )
 
 
-def read_header(path: Path, *, pixels: bool, left_out: list[str]) -> Any:
+def read_header(
+    path: Path, *, pixels: bool, left_out: list[str], broken: list[tuple[Path, str]]
+) -> Any:
+    """Parse one file's header; None (with the reason in ``left_out``) when it is not DICOM.
+
+    A file with the ``DICM`` prefix that pydicom fails to parse is also added to ``broken``
+    as ``(path, "truncated/unreadable DICOM header (pydicom: ...)")``: the series it belonged
+    to cannot be trusted complete. Call inside :func:`~medimg.io.dicom._validity.quiet_pydicom`.
+    """
     import pydicom
     from pydicom.errors import InvalidDicomError
 
@@ -74,7 +83,10 @@ def read_header(path: Path, *, pixels: bool, left_out: list[str]) -> Any:
     except InvalidDicomError:
         pass  # no preamble / 'DICM' prefix: some archives strip it; try once more below
     except _READ_ERRORS as exc:
-        left_out.append(f"{path}: not readable as DICOM ({type(exc).__name__}: {exc})")
+        detail = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else ""
+        reason = f"truncated/unreadable DICOM header (pydicom: {type(exc).__name__}: {detail})"
+        left_out.append(f"{path}: {reason}; re-copy the file")
+        broken.append((path, reason))
         return None
     forced_errors: tuple[type[BaseException], ...] = (InvalidDicomError, *_READ_ERRORS)
     try:
@@ -108,6 +120,7 @@ def _set_transfer_syntax(ds: Any) -> None:
 
 
 def not_an_image(ds: Any) -> str:
+    """Why ``ds`` is not an image medimg reads ('' when it is one)."""
     modality = str(ds.get("Modality", "") or "")
     if modality in _NOT_IMAGES:
         return f"a {modality} object, not an image"

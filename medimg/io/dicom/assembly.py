@@ -56,7 +56,8 @@ def _read_deferred(ds: Any, dtype: np.dtype[Any], count: int) -> NDArray[Any] | 
         return None
     if element.length < count * dtype.itemsize:
         return None  # let the caller report the truncation
-    return np.fromfile(filename, dtype=dtype, count=count, offset=element.value_tell)
+    values = np.fromfile(filename, dtype=dtype, count=count, offset=element.value_tell)
+    return values if values.size == count else None
 
 
 def decode_frames(ds: Any, label: str) -> NDArray[Any]:
@@ -81,6 +82,13 @@ def decode_frames(ds: Any, label: str) -> NDArray[Any]:
             raise DicomSeriesError(
                 f"{label}: pixel data must hold {count * dtype.itemsize} bytes for {n} x "
                 f"{rows} x {cols} pixels, found {len(buffer)}; the file is truncated, re-copy it"
+            )
+        if len(buffer) > count * dtype.itemsize + 1:
+            raise DicomSeriesError(
+                f"{label}: pixel data must hold {count * dtype.itemsize} bytes for {n} x "
+                f"{rows} x {cols} pixels (NumberOfFrames x Rows (0028,0010) x Columns "
+                f"(0028,0011)), found {len(buffer)}; the header does not match the pixel "
+                "data: fix Rows/Columns or re-export the file"
             )
         return np.frombuffer(buffer, dtype=dtype, count=count).reshape(n, rows, cols)
     syntax = ds.file_meta.get("TransferSyntaxUID")

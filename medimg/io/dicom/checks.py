@@ -10,6 +10,7 @@ angles) and how to fix it.
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from typing import Any
 
@@ -22,6 +23,8 @@ from medimg.io.dicom.discovery import DicomSeries
 from medimg.io.dicom.options import DicomReadOptions
 
 __all__ = ["StackGeometry", "stack_geometry"]
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True, eq=False)
@@ -133,10 +136,18 @@ def _check_duplicates(series: DicomSeries, frames: list[DicomFrame], proj: Any) 
     k = int(dup[0])
     same = [f.name for f, p in zip(frames, proj, strict=True) if abs(p - proj[k]) < 1e-3]
     position = tuple(round(v, 3) for v in frames[k].position_lps or ())
+    at = [f for f, p in zip(frames, proj, strict=True) if abs(p - proj[k]) < 1e-3]
+    uids = {str(f.dataset.get("SOPInstanceUID", "") or "") for f in at}
+    copies = (
+        f"; they share SOPInstanceUID (0008,0018) {uids.pop()}: copies of one image"
+        if len(uids) == 1 and "" not in uids
+        else ""
+    )
     raise _fail(
         series,
         f"each slice position must be unique, found {len(same)} slices at LPS position "
-        f"{position} mm ({', '.join(same[:6])}); {int(dup.size)} repeated position(s) in all",
+        f"{position} mm ({', '.join(same[:6])}){copies}; {int(dup.size)} repeated "
+        "position(s) in all",
         "this is not one volume (repeated acquisitions without a temporal position or "
         "acquisition number to separate them, or copied files): remove the duplicates",
     )
@@ -203,6 +214,14 @@ def stack_geometry(series: DicomSeries, options: DicomReadOptions) -> StackGeome
     affine[:3, 3] = first.position_lps or ()
     offsets = proj - proj[0]
     if len(frames) == 1:
+        if first.slice_thickness_mm is None:
+            # dicom2nifti's convention (its ground truth pins it): a 1 mm slice axis
+            logger.warning(
+                "%s: %s: single slice without SliceThickness (0018,0050); its slice axis is "
+                "given 1 mm (it does not affect the in-plane geometry)",
+                series.folder,
+                series.label,
+            )
         affine[:3, 2] = normal * (first.slice_thickness_mm or 1.0)
         return StackGeometry(tuple(frames), affine, offsets, 0.0, "")
     span = np.asarray(frames[-1].position_lps) - np.asarray(first.position_lps)

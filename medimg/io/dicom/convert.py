@@ -2,7 +2,9 @@
 
 The sidecar holds acquisition parameters and the geometry medimg worked out, never the
 patient-identifying fields (names, IDs, dates, UIDs, institution) unless ``keep_phi`` is set.
-A series that cannot be read is recorded with its error and the others are still converted.
+A series that cannot be read, or is refused by the scan (truncated file, invalid header value,
+missing slice geometry: see :mod:`medimg.io.dicom.discovery`), is recorded with its error and
+never written; the others are still converted.
 """
 
 from __future__ import annotations
@@ -149,7 +151,8 @@ def convert_dicom_folder(
     out_dir : path-like
         Output folder, created when missing.
     options : DicomReadOptions, optional
-        Checks and corrections; a series failing them is reported, not written.
+        Checks and corrections; a series failing them, or refused by the scan, is reported in
+        ``failed``, not written.
     keep_phi : bool
         Also write the patient-identifying fields (:data:`PHI_FIELDS`) to the sidecars.
     overwrite : bool
@@ -168,7 +171,8 @@ def convert_dicom_folder(
     """
     out = Path(out_dir)
     scan = scan_dicom_folder(folder, pixels=True)
-    targets = _targets(scan.series, out)
+    readable = tuple(s for s in scan.series if not s.refused)
+    targets = _targets(readable, out)
     existing = [p for p in targets if p.exists() or p.with_suffix("").with_suffix(".json").exists()]
     if existing and not overwrite:
         raise OutputExistsError(
@@ -177,7 +181,12 @@ def convert_dicom_folder(
         )
     written: list[Path] = []
     failed: list[tuple[str, str]] = []
-    for series, target in zip(scan.series, targets, strict=True):
+    for series in scan.series:
+        if series.refused:
+            message = f"{series.folder}: {series.label}: refused: {series.refused}"
+            logger.error("not converted: %s", message)
+            failed.append((series.label, message))
+    for series, target in zip(readable, targets, strict=True):
         try:
             volume = read_series(series, options)
         except (DicomSeriesError, ImageTooLargeError) as exc:

@@ -6,6 +6,14 @@ lists), groups images by SeriesInstanceUID and splits a series further where it 
 volume: by image orientation, by echo, and, when slice positions repeat, by temporal position,
 by acquisition number or (as a last resort) by acquisition order. Each split and each file left
 out is recorded with its reason, so ``medimg dicom ls`` can show it.
+
+A series whose headers cannot be trusted is kept as a *refused* candidate
+(:attr:`DicomSeries.refused` says why) instead of being read or guessed: a file of it is
+truncated or unreadable, a header value is invalid (see :mod:`medimg.io.dicom._validity`), or a
+slice of a cross-sectional modality (CT, MR, PT, NM,
+US...) lacks ImagePositionPatient, ImageOrientationPatient or PixelSpacing. Only projection
+modalities (:data:`~medimg.io.dicom._validity.PROJECTION_MODALITIES`) are read as 2D images
+without a patient position.
 """
 
 from __future__ import annotations
@@ -13,13 +21,20 @@ from __future__ import annotations
 import logging
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 from medimg.errors import DicomSeriesError
 from medimg.io.dicom._files import candidate_files, not_an_image, read_header
 from medimg.io.dicom._frames import DicomFrame, frames_of
+from medimg.io.dicom._validity import (
+    PROJECTION_MODALITIES,
+    header_problems,
+    quiet_pydicom,
+    tag_label,
+    truncation,
+)
 from medimg.typing import PathLike
 
 __all__ = ["DicomScan", "DicomSeries", "scan_dicom_folder"]
@@ -50,6 +65,10 @@ class DicomSeries:
         Why the series was split (empty when it was not).
     notes : tuple of str
         Images of the series left out, and why.
+    refused : str
+        Why the series cannot be read (file, tag, reason, fix); empty when it can. A refused
+        series is listed by ``medimg dicom ls``, reported by ``medimg convert`` and never
+        read, converted or chosen.
     """
 
     folder: Path
@@ -59,6 +78,7 @@ class DicomSeries:
     n_parts: int = 1
     split_reason: str = ""
     notes: tuple[str, ...] = field(default=())
+    refused: str = ""
 
     @property
     def dataset(self) -> Any:
@@ -93,8 +113,21 @@ class DicomSeries:
 
     @property
     def is_projection(self) -> bool:
-        """A 2D image without patient position (CR/DX X-ray, secondary capture)."""
-        return self.frames[0].position_lps is None or self.frames[0].orientation is None
+        """A 2D projection image without patient position (CR, DX, MG... X-ray)."""
+        first = self.frames[0]
+        return not self.refused and (first.position_lps is None or first.orientation is None)
+
+    def check_readable(self) -> None:
+        """Raise the refusal of a refused series.
+
+        Raises
+        ------
+        DicomSeriesError
+            When :attr:`refused` is set; the message names the folder, the series, the file,
+            the tag and the fix.
+        """
+        if self.refused:
+            raise DicomSeriesError(f"{self.folder}: {self.label}: refused: {self.refused}")
 
     @property
     def stem(self) -> str:
@@ -151,17 +184,12 @@ def scan_dicom_folder(folder: PathLike, *, pixels: bool = False) -> DicomScan:
             f"{'a file' if root.exists() else 'a path that does not exist'}"
         )
     left_out: list[str] = []
+    broken: list[_Broken] = []
     by_series: dict[str, list[DicomFrame]] = defaultdict(list)
-    for path in candidate_files(root, left_out):
-        ds = read_header(path, pixels=pixels, left_out=left_out)
-        if ds is None:
-            continue
-        reason = not_an_image(ds)
-        if reason:
-            left_out.append(f"{path}: {reason}")
-            continue
-        for frame in frames_of(ds, path):
-            by_series[frame.series_uid].append(frame)
+    with quiet_pydicom():
+        for path in candidate_files(root, left_out):
+            for frame in _read_frames(path, pixels, left_out, broken):
+                by_series[frame.series_uid].append(frame)
     if not by_series:
         raise DicomSeriesError(
             f"{root}: holds no DICOM image ({len(left_out)} files left out"
@@ -169,11 +197,96 @@ def scan_dicom_folder(folder: PathLike, *, pixels: bool = False) -> DicomScan:
             + "); point to the folder that holds the series' .dcm files"
         )
     series: list[DicomSeries] = []
-    for uid, frames in by_series.items():
-        series.extend(_split_series(uid, frames, left_out))
+    with quiet_pydicom():
+        for uid, frames in by_series.items():
+            series.extend(_split_series(uid, frames, left_out, _broken_of(uid, frames, broken)))
     series.sort(key=lambda s: (s.series_number, s.series_uid, s.part))
     logger.debug("%s: %d volume candidates, %d left out", root, len(series), len(left_out))
     return DicomScan(root=root, series=tuple(series), left_out=tuple(left_out))
+
+
+@dataclass(frozen=True)
+class _Broken:
+    """A DICOM file that is cut short or unreadable; ``uid`` is its series when it was read."""
+
+    path: Path
+    reason: str
+    uid: str | None
+
+
+def _read_frames(
+    path: Path, pixels: bool, left_out: list[str], broken: list[_Broken]
+) -> list[DicomFrame]:
+    """The images of one file, or none (the reason is added to ``left_out``/``broken``)."""
+    failed: list[tuple[Path, str]] = []
+    ds = read_header(path, pixels=pixels, left_out=left_out, broken=failed)
+    broken.extend(_Broken(p, reason, None) for p, reason in failed)
+    if ds is None:
+        return []
+    cut = truncation(ds, path, pixels=pixels)
+    if cut:
+        left_out.append(f"{path}: {cut}; re-copy the file")
+        uid = str(ds.get("SeriesInstanceUID", "") or "") or None
+        broken.append(_Broken(path, cut, uid))
+        return []
+    reason = not_an_image(ds)
+    if reason:
+        left_out.append(f"{path}: {reason}")
+        return []
+    return frames_of(ds, path, header_problems(ds, path))
+
+
+def _broken_of(uid: str, frames: Sequence[DicomFrame], broken: Sequence[_Broken]) -> list[_Broken]:
+    """Broken files that belong (or, series unknown, may belong) to the series ``uid``.
+
+    A file whose series could not be read counts for every series with an image in the same
+    folder: a slice cut from either end of a stack leaves no gap to notice.
+    """
+    folders = {f.path.parent for f in frames}
+    return [b for b in broken if b.uid == uid or (b.uid is None and b.path.parent in folders)]
+
+
+def _refusal(frames: Sequence[DicomFrame], broken: Sequence[_Broken]) -> str:
+    """Why the images of one series cannot be read as a volume or 2D image ('' if they can)."""
+    n = len(frames)
+    if broken:
+        more = f" (and {len(broken) - 1} more such file(s))" if len(broken) > 1 else ""
+        return (
+            f"{broken[0].path}: {broken[0].reason}{more}; the series cannot be read complete "
+            "without it: re-copy the file (or remove it if it is not part of this series)"
+        )
+    bad = [f for f in frames if f.problems]
+    if bad:
+        first = bad[0]
+        extra = len(first.problems) - 1
+        return (
+            f"{first.path}: {first.problems[0]}"
+            + (f" (and {extra} more problem(s) in this file)" if extra else "")
+            + f" ({len(bad)} of {n} images have header problems); fix the header or "
+            "re-export the series"
+        )
+    return _missing_geometry(frames)
+
+
+def _missing_geometry(frames: Sequence[DicomFrame]) -> str:
+    modality = str(frames[0].dataset.get("Modality", "") or "")
+    if modality.upper() in PROJECTION_MODALITIES:
+        # a projection image without position is read as 2D; one with position is a slice
+        frames = [f for f in frames if f.position_lps is not None and f.orientation is not None]
+    lacking = [f for f in frames if f.missing]
+    if not lacking:
+        return ""
+    first = lacking[0]
+    return (
+        f"{first.path}: {' and '.join(first.missing)} "
+        f"{'is' if len(first.missing) == 1 else 'are'} missing ({len(lacking)} of "
+        f"{len(frames)} images lack geometry); a {modality or 'no-Modality'} slice must have "
+        "ImagePositionPatient, ImageOrientationPatient and PixelSpacing to be placed in a "
+        f"volume, and only projection modalities ({', '.join(sorted(PROJECTION_MODALITIES))}) "
+        "are read as 2D: the geometry is not guessed. Re-export the series with its geometry "
+        f"from the scanner or PACS (or correct {tag_label('Modality')} if this is a "
+        "radiograph)"
+    )
 
 
 # --------------------------------------------------------------------------------------------
@@ -189,7 +302,9 @@ def _folder_of(frames: Sequence[DicomFrame]) -> Path:
     return Path(os.path.commonpath([str(p) for p in parents]))
 
 
-def _split_series(uid: str, frames: list[DicomFrame], left_out: list[str]) -> list[DicomSeries]:
+def _split_series(
+    uid: str, frames: list[DicomFrame], left_out: list[str], broken: Sequence[_Broken]
+) -> list[DicomSeries]:
     notes: list[str] = []
     localizers = [f for f in frames if "LOCALIZER" in (t.upper() for t in f.image_type)]
     if localizers:
@@ -198,6 +313,11 @@ def _split_series(uid: str, frames: list[DicomFrame], left_out: list[str]) -> li
     if not frames:
         left_out.append(f"series {uid}: only localizer images ({len(localizers)})")
         return []
+    refused = _refusal(frames, broken)
+    if refused:
+        logger.info("series %s refused: %s", uid, refused)
+        series = DicomSeries(_folder_of(frames), uid, tuple(frames), notes=tuple(notes))
+        return [replace(series, refused=refused)]
     if any(f.position_lps is None or f.orientation is None for f in frames):
         # projection images (X-ray): each image is its own 2D "volume"
         return _parts(uid, [[f] for f in frames], "one 2D image each", notes)

@@ -7,6 +7,7 @@ import logging
 import numpy as np
 
 from medimg.errors import DicomSeriesError
+from medimg.io.dicom._validity import quiet_pydicom
 from medimg.io.dicom.assembly import assemble_volume
 from medimg.io.dicom.checks import stack_geometry
 from medimg.io.dicom.discovery import DicomSeries, scan_dicom_folder
@@ -25,10 +26,19 @@ logger = logging.getLogger(__name__)
 def read_series(
     series: DicomSeries, options: DicomReadOptions | None = None, *, voi: VoiPolicy = "none"
 ) -> Volume:
-    """Read one candidate: a 3D volume for a slice stack, a 2D one for a projection image."""
-    if series.is_projection:
-        return load_projection(series, voi=voi)
-    return assemble_volume(series, options)
+    """Read one candidate: a 3D volume for a slice stack, a 2D one for a projection image.
+
+    Raises
+    ------
+    DicomSeriesError
+        When the series is refused (:attr:`~medimg.io.dicom.DicomSeries.refused`) or fails
+        its checks; ImageTooLargeError when it would not fit the memory limit.
+    """
+    series.check_readable()
+    with quiet_pydicom():
+        if series.is_projection:
+            return load_projection(series, voi=voi)
+        return assemble_volume(series, options)
 
 
 def load_dicom_series(
@@ -61,8 +71,9 @@ def load_dicom_series(
     Raises
     ------
     DicomSeriesError
-        When nothing or more than one volume matches, or the chosen series is not a correct
-        volume (each message names the folder, the series and how to fix it).
+        When nothing or more than one volume matches, or the chosen series is refused or not
+        a correct volume (each message names the folder, the series and how to fix it; a
+        refusal also names the file and the tag).
     """
     scan = scan_dicom_folder(folder, pixels=True)
     series = select_series(scan.series, rules, where=str(folder))
@@ -87,6 +98,7 @@ def read_dicom_header(
     options = options or DicomReadOptions()
     scan = scan_dicom_folder(folder, pixels=False)
     series = select_series(scan.series, rules, where=str(folder))
+    series.check_readable()
     ds = series.dataset
     bits = int(ds.get("BitsAllocated", 16) or 16)
     kind = "i" if int(ds.get("PixelRepresentation", 0) or 0) else "u"

@@ -3,7 +3,11 @@
 Manifests and batch jobs name a folder; the rules say which series in it is the image. Every
 candidate that a rule rejects is logged with the reason, and so is the final choice. When the
 rules leave more than one candidate and no preference breaks the tie, the choice is refused
-with the list of candidates rather than guessed.
+with the list of candidates rather than guessed. A refused series (one whose headers cannot be
+trusted, see :attr:`~medimg.io.dicom.DicomSeries.refused`) is never chosen; when the rules
+(modality, description, series number, part) match it, it counts: alone it raises its
+refusal, beside readable candidates it makes the choice ambiguous, since it might have been
+the intended volume.
 """
 
 from __future__ import annotations
@@ -91,7 +95,9 @@ class SelectionRules:
 
 
 def series_orientation(series: DicomSeries) -> str:
-    """``"axial"``, ``"coronal"``, ``"sagittal"`` (closest plane) or ``"projection"``."""
+    """The plane of a series: axial, coronal, sagittal (closest), projection or refused."""
+    if series.refused:
+        return "refused"
     if series.is_projection:
         return "projection"
     cosines = np.asarray(series.frames[0].orientation, dtype=np.float64)
@@ -101,6 +107,8 @@ def series_orientation(series: DicomSeries) -> str:
 
 def series_step_mm(series: DicomSeries) -> float:
     """Median distance between slice positions along the normal (SliceThickness if 1 slice)."""
+    if series.refused:
+        return 0.0
     if series.is_projection or len(series.frames) < 2:
         return float(series.frames[0].slice_thickness_mm or 0.0)
     cosines = np.asarray(series.frames[0].orientation, dtype=np.float64)
@@ -112,6 +120,20 @@ def series_step_mm(series: DicomSeries) -> float:
 
 
 def _rejection(series: DicomSeries, rules: SelectionRules) -> str:
+    if series.refused:
+        # only the rules that need no geometry apply to a series that has none to trust
+        return _header_rejection(series, rules)
+    reason = _header_rejection(series, rules)
+    if reason:
+        return reason
+    if len(series.frames) < rules.min_slices:
+        return f"{len(series.frames)} images, fewer than min_slices={rules.min_slices}"
+    if rules.orientation is not None and series_orientation(series) != rules.orientation:
+        return f"orientation {series_orientation(series)}, not {rules.orientation}"
+    return ""
+
+
+def _header_rejection(series: DicomSeries, rules: SelectionRules) -> str:
     if rules.modalities and series.modality.upper() not in rules.modalities:
         return f"modality {series.modality!r} not in {list(rules.modalities)}"
     if rules.description is not None and not re.search(
@@ -120,10 +142,6 @@ def _rejection(series: DicomSeries, rules: SelectionRules) -> str:
         return f"description {series.description!r} does not match {rules.description!r}"
     if rules.series_number is not None and series.series_number != rules.series_number:
         return f"series number {series.series_number} is not {rules.series_number}"
-    if len(series.frames) < rules.min_slices:
-        return f"{len(series.frames)} images, fewer than min_slices={rules.min_slices}"
-    if rules.orientation is not None and series_orientation(series) != rules.orientation:
-        return f"orientation {series_orientation(series)}, not {rules.orientation}"
     if rules.part is not None and series.part != rules.part:
         return f"volume {series.part} of its series, not {rules.part}"
     return ""
@@ -162,16 +180,29 @@ def select_series(
     Raises
     ------
     DicomSeriesError
-        When no candidate passes the rules, or several do and no preference decides.
+        When no candidate passes the rules, several do and no preference decides, or the
+        rules match a refused series (its refusal, or the ambiguity, is raised).
     """
     rules = rules or SelectionRules()
     kept: list[DicomSeries] = []
+    refused: list[DicomSeries] = []
     for series in candidates:
         reason = _rejection(series, rules)
         if reason:
             logger.info("%s: not chosen: %s: %s", where, series.label, reason)
         else:
-            kept.append(series)
+            (refused if series.refused else kept).append(series)
+    if refused and not kept:
+        if len(refused) == 1:
+            raise DicomSeriesError(
+                f"{where}: the volume the rules select is refused: {refused[0].folder}: "
+                f"{refused[0].label}: {refused[0].refused}"
+            )
+        listing = "; ".join(f"{s.label}: {s.refused}" for s in refused[:4])
+        raise DicomSeriesError(
+            f"{where}: every series the rules match is refused ({len(refused)}: {listing}); "
+            "fix or remove those files, or select another series (see medimg dicom ls)"
+        )
     if not kept:
         listing = "; ".join(f"{s.label}: {_rejection(s, rules)}" for s in candidates[:8])
         raise DicomSeriesError(
@@ -179,13 +210,17 @@ def select_series(
             f"candidates does ({listing}); relax the rules (see medimg dicom ls)"
         )
     kept = _prefer(kept, rules)
-    if len(kept) > 1:
+    if len(kept) + len(refused) > 1:
         listing = "; ".join(
-            f"{s.label}: {s.modality}, {len(s.frames)} images, {series_orientation(s)}"
-            for s in kept[:8]
+            [
+                f"{s.label}: {s.modality}, {len(s.frames)} images, {series_orientation(s)}"
+                for s in kept[:8]
+            ]
+            + [f"{s.label}: refused ({s.refused})" for s in refused[:4]]
         )
         raise DicomSeriesError(
-            f"{where}: the selection must leave one volume, {len(kept)} remain ({listing}); "
+            f"{where}: the selection must leave one volume, {len(kept) + len(refused)} remain "
+            f"({listing}); "
             "add selection rules (modality, description, series_number, part, orientation, "
             "prefer) to choose one (see medimg dicom ls)"
         )
