@@ -35,6 +35,7 @@ __all__ = [
     "iter_decompressed",
     "iter_file",
     "metaimage_fields",
+    "nrrd_fields",
     "read_decompressed_range",
     "region_pieces",
     "verify_stream",
@@ -308,7 +309,8 @@ def metaimage_fields(path: Path) -> tuple[dict[str, str], int]:
 _NRRD_CODECS: dict[str, Codec] = {"gzip": "gzip", "gz": "gzip", "bzip2": "bzip2", "bz2": "bzip2"}
 
 
-def _nrrd_streams(path: Path) -> list[CompressedData]:
+def nrrd_fields(path: Path) -> tuple[dict[str, str], int]:
+    """NRRD header fields (keys lower case without spaces) and the offset after the header."""
     lines, data_start = _header_lines(path, stop_at_blank=True)
     fields: dict[str, str] = {}
     for line in lines[1:]:
@@ -316,6 +318,11 @@ def _nrrd_streams(path: Path) -> list[CompressedData]:
             continue
         key, value = line.split(":", 1)
         fields[key.strip().lower().replace(" ", "")] = value.strip()
+    return fields, data_start
+
+
+def _nrrd_streams(path: Path) -> list[CompressedData]:
+    fields, data_start = nrrd_fields(path)
     encoding = fields.get("encoding", "raw").lower()
     codec = _NRRD_CODECS.get(encoding)
     if codec is None:

@@ -26,6 +26,7 @@ __all__ = [
     "check_affine",
     "check_metaimage_text",
     "check_nifti_fields",
+    "check_nrrd_text",
     "check_sitk_geometry",
 ]
 
@@ -109,7 +110,7 @@ def check_nifti_fields(path: Path) -> None:
             _bad(path, f"dim[{i}]", dim[i], "be >= 1 (a voxel count)")
     _check_datatype(path, int(h["datatype"]))
     offset = float(h["vox_offset"])
-    single = bytes(h["magic"])[:3] in (b"n+1", b"n+2")
+    single = kind != "analyze" and bytes(h["magic"])[:3] in (b"n+1", b"n+2")
     least = size + 4 if single else 0
     if not math.isfinite(offset) or offset < least:
         _bad(
@@ -200,14 +201,22 @@ def check_affine(path: Path, affine: NDArray[np.float64], field: str, ndim: int)
             f"{path}: the affine from the {field} is not finite ({a[:3].round(4).tolist()}); {_FIX}"
         )
     cols = a[:3, :3]
-    norms = np.linalg.norm(cols, axis=0)
+    with np.errstate(over="ignore", invalid="ignore"):
+        norms = np.linalg.norm(cols, axis=0)
+        det = float(np.linalg.det(cols))
+        volume = float(np.prod(norms))
+    if not (np.isfinite(norms).all() and math.isfinite(det) and math.isfinite(volume)):
+        raise GeometryError(
+            f"{path}: the affine from the {field} has entries too large to compute with "
+            f"({cols.tolist()}); {_FIX}"
+        )
     for i in range(min(ndim, 3)):
         if norms[i] == 0:
             raise GeometryError(
                 f"{path}: the affine from the {field} is singular: voxel axis {i} has zero "
                 f"length (column norms {norms.round(6).tolist()}); {_FIX}"
             )
-    if ndim >= 3 and abs(float(np.linalg.det(cols))) <= 1e-9 * float(np.prod(norms)):
+    if ndim >= 3 and abs(det) <= 1e-9 * volume:
         raise GeometryError(
             f"{path}: the affine from the {field} is singular: its voxel axes are linearly "
             f"dependent ({cols.round(4).tolist()}); {_FIX}"
@@ -277,14 +286,55 @@ _METAIMAGE_NUMERIC = (
 )
 
 
-def check_metaimage_text(path: Path, fields: dict[str, str]) -> None:
-    """Refuse numeric MetaImage fields that are not finite numbers (ITK turns them into 0).
+def _count_field(path: Path, field: str, text: str | None, rule: range) -> int:
+    try:
+        value = int(text or "")
+    except ValueError:
+        value = -1
+    if value not in rule:
+        _bad(path, field, text, f"be an integer {rule.start}..{rule.stop - 1}")
+    return value
+
+
+def _sizes_field(path: Path, field: str, text: str | None, ndim: int) -> None:
+    try:
+        sizes = [int(v) for v in (text or "").split()]
+    except ValueError:
+        sizes = []
+    if len(sizes) != ndim or any(n < 1 for n in sizes):
+        _bad(path, field, text, f"be {ndim} voxel counts >= 1")
+
+
+def check_nrrd_text(path: Path, fields: dict[str, str]) -> None:
+    """Check a NRRD header's ``dimension`` and ``sizes`` before ITK reads it.
 
     Raises
     ------
-    GeometryError
+    ImageReadError
         Naming the field and its text.
     """
+    ndim = _count_field(path, "dimension", fields.get("dimension"), range(1, 17))
+    _sizes_field(path, "sizes", fields.get("sizes"), ndim)
+
+
+def check_metaimage_text(path: Path, fields: dict[str, str]) -> None:
+    """Check a MetaImage header's counts and numbers before ITK reads it.
+
+    ITK crashes the process on a negative ``NDims`` and turns an unparsable ``Offset`` into 0.
+
+    Raises
+    ------
+    ImageReadError
+        For a bad ``NDims``, ``DimSize`` or ``ElementNumberOfChannels``.
+    GeometryError
+        For a numeric geometry field that is not finite numbers, naming the field and its text.
+    """
+    ndim = _count_field(path, "NDims", fields.get("NDims"), range(1, 9))
+    _sizes_field(path, "DimSize", fields.get("DimSize"), ndim)
+    if "ElementNumberOfChannels" in fields:
+        _count_field(
+            path, "ElementNumberOfChannels", fields["ElementNumberOfChannels"], range(1, 2**16)
+        )
     for key in _METAIMAGE_NUMERIC:
         text = fields.get(key)
         if text is None:

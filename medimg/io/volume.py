@@ -60,6 +60,7 @@ from medimg.io._compressed import (
     iter_decompressed,
     iter_file,
     metaimage_fields,
+    nrrd_fields,
     read_decompressed_range,
     region_pieces,
     verify_stream,
@@ -69,6 +70,7 @@ from medimg.io._header_checks import (
     check_affine,
     check_metaimage_text,
     check_nifti_fields,
+    check_nrrd_text,
     check_sitk_geometry,
 )
 from medimg.io.formats import format_of
@@ -356,8 +358,17 @@ def intensity_range(path: PathLike, *, max_bytes: int | None = None) -> tuple[fl
     _check_uncompressed_size(path, img)
     chunks = _voxel_chunks(path, img)
     if scaled:
-        chunks = (c.astype(np.float32) * np.float32(slope) + np.float32(inter) for c in chunks)
+        chunks = (_scaled(c, slope, inter) for c in chunks)
     return _finite_range(chunks)
+
+
+def _scaled(chunk: NDArray[Any], slope: float, inter: float) -> NDArray[np.float32]:
+    """NIfTI scaling in float32 exactly as :func:`load_volume` applies it."""
+    data = chunk.astype(np.float32)
+    with np.errstate(over="ignore", invalid="ignore"):
+        data *= np.float32(slope)
+        data += np.float32(inter)
+    return data
 
 
 def _voxel_chunks(path: Path, img: Any) -> Iterator[NDArray[Any]]:
@@ -450,8 +461,9 @@ def _read_nibabel(path: Path, fmt: str, max_bytes: int) -> tuple[SourceGeometry,
     if out_dtype == raw.dtype:
         return geometry, raw
     data = raw.astype(np.float32)
-    data *= np.float32(slope)
-    data += np.float32(inter)
+    with np.errstate(over="ignore", invalid="ignore"):  # overflow -> inf, refused by the policy
+        data *= np.float32(slope)
+        data += np.float32(inter)
     return geometry, data
 
 
@@ -496,6 +508,10 @@ def _check_uncompressed_size(path: Path, img: Any) -> None:
 def _sitk_header(path: Path, fmt: str) -> tuple[SourceGeometry, Any]:
     import SimpleITK as sitk
 
+    if fmt == "metaimage":  # before ITK: it crashes the process on some headers
+        check_metaimage_text(path, metaimage_fields(path)[0])
+    elif path.suffix.lower() in (".nrrd", ".nhdr"):
+        check_nrrd_text(path, nrrd_fields(path)[0])
     reader = sitk.ImageFileReader()
     reader.SetFileName(str(path))
     try:
@@ -509,16 +525,14 @@ def _sitk_header(path: Path, fmt: str) -> tuple[SourceGeometry, Any]:
             f"{reader.GetNumberOfComponents()} components per voxel (RGB or vector) is not "
             "supported; store one scalar per voxel (split channels into separate files)"
         )
+    if len(size) > 4 or len(size) < 2:
+        raise ImageReadError(f"{path}: unsupported image shape {size}; expected 2D, 3D or 4D")
     dtype = np.dtype(
         sitk.GetArrayViewFromImage(sitk.Image([1] * len(size), reader.GetPixelID())).dtype
     )
     _check_dtype(path, dtype)
     spatial = size[:3]
     n_channels = size[3] if len(size) == 4 else 1
-    if len(size) > 4 or len(size) < 2:
-        raise ImageReadError(f"{path}: unsupported image shape {size}; expected 2D, 3D or 4D")
-    if fmt == "metaimage":
-        check_metaimage_text(path, metaimage_fields(path)[0])
     check_sitk_geometry(
         path, fmt, size, reader.GetSpacing(), reader.GetOrigin(), reader.GetDirection()
     )
