@@ -5,6 +5,8 @@
 affine's third column is the step between slices, so a non-perpendicular one makes a
 gantry-tilted series). :func:`write_xray_dicom` writes a 2D projection image (CR/DX) without a
 patient position. UIDs are derived from ``seed``, so the same call writes the same files.
+:func:`set_raw_tag` then corrupts one tag of a written file (any bytes, or removed), for tests
+of what the reader refuses.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ from numpy.typing import ArrayLike, NDArray
 from medimg.errors import ConfigError
 from medimg.typing import PathLike
 
-__all__ = ["DicomSeriesSpec", "write_dicom_series", "write_xray_dicom"]
+__all__ = ["DicomSeriesSpec", "set_raw_tag", "write_dicom_series", "write_xray_dicom"]
 
 _SOP_CLASS = {
     "CT": "1.2.840.10008.5.1.4.1.1.2",
@@ -242,3 +244,56 @@ def write_xray_dicom(
     out.parent.mkdir(parents=True, exist_ok=True)
     ds.save_as(out, enforce_file_format=True)
     return out
+
+
+def set_raw_tag(path: PathLike, keyword: str, value: bytes | None) -> None:
+    r"""Rewrite one tag of a DICOM file with raw bytes, bypassing pydicom's value checks.
+
+    Parameters
+    ----------
+    path : path-like
+        A file written by :func:`write_dicom_series` or :func:`write_xray_dicom`.
+    keyword : str
+        DICOM keyword (``"ImagePositionPatient"``); a file-meta keyword (group 0002) edits the
+        file meta header.
+    value : bytes or None
+        The value as stored (``b"nan\0\0"`` for a DS triple; padded to even length with a
+        space, or a NUL for UIDs and binary VRs); ``None`` removes the tag.
+    """
+    import pydicom
+    from pydicom.datadict import dictionary_VR, tag_for_keyword
+    from pydicom.dataelem import RawDataElement
+    from pydicom.tag import Tag
+
+    tag = tag_for_keyword(keyword)
+    if tag is None:
+        raise ConfigError(f"keyword must be a DICOM keyword, got {keyword!r}")
+    ds = pydicom.dcmread(path)
+    meta = tag >> 16 == 0x0002
+    target = ds.file_meta if meta else ds
+    if value is None:
+        if tag in target:
+            del target[tag]
+    else:
+        vr = dictionary_VR(tag).split(" or ")[0]
+        if len(value) % 2:
+            value += b"\0" if vr in ("UI", "OB", "OW", "US", "UL", "SS", "SL") else b" "
+        target[tag] = RawDataElement(Tag(tag), vr, len(value), value, 0, False, True)
+    if not meta:
+        ds.save_as(path)
+        return
+    # a new meta header before the unchanged data set (pydicom would re-encode the data set
+    # for the new transfer syntax, or refuse to)
+    from pydicom.filebase import DicomBytesIO
+    from pydicom.filewriter import write_file_meta_info
+
+    old = Path(path).read_bytes()
+    meta_end = 144 + int.from_bytes(old[140:144], "little")  # after (0002,0000) group length
+    buffer = DicomBytesIO()
+    buffer.is_little_endian, buffer.is_implicit_VR = True, False
+    del ds.file_meta[0x00020000]
+    write_file_meta_info(buffer, ds.file_meta, enforce_standard=False)
+    group = buffer.getvalue()
+    length = len(group).to_bytes(4, "little")
+    header = b"\x02\x00\x00\x00UL\x04\x00" + length
+    Path(path).write_bytes(old[:132] + header + group + old[meta_end:])

@@ -199,7 +199,8 @@ def scan_dicom_folder(folder: PathLike, *, pixels: bool = False) -> DicomScan:
     series: list[DicomSeries] = []
     with quiet_pydicom():
         for uid, frames in by_series.items():
-            series.extend(_split_series(uid, frames, left_out, _broken_of(uid, frames, broken)))
+            mine = _broken_of(uid, frames, broken, set(by_series))
+            series.extend(_split_series(uid, frames, left_out, mine))
     series.sort(key=lambda s: (s.series_number, s.series_uid, s.part))
     logger.debug("%s: %d volume candidates, %d left out", root, len(series), len(left_out))
     return DicomScan(root=root, series=tuple(series), left_out=tuple(left_out))
@@ -236,14 +237,17 @@ def _read_frames(
     return frames_of(ds, path, header_problems(ds, path))
 
 
-def _broken_of(uid: str, frames: Sequence[DicomFrame], broken: Sequence[_Broken]) -> list[_Broken]:
+def _broken_of(
+    uid: str, frames: Sequence[DicomFrame], broken: Sequence[_Broken], uids: set[str]
+) -> list[_Broken]:
     """Broken files that belong (or, series unknown, may belong) to the series ``uid``.
 
-    A file whose series could not be read counts for every series with an image in the same
-    folder: a slice cut from either end of a stack leaves no gap to notice.
+    A file whose series could not be read (or whose SeriesInstanceUID is itself cut short
+    and matches no series) counts for every series with an image in the same folder: a slice
+    cut from either end of a stack leaves no gap to notice.
     """
     folders = {f.path.parent for f in frames}
-    return [b for b in broken if b.uid == uid or (b.uid is None and b.path.parent in folders)]
+    return [b for b in broken if b.uid == uid or (b.uid not in uids and b.path.parent in folders)]
 
 
 def _refusal(frames: Sequence[DicomFrame], broken: Sequence[_Broken]) -> str:
