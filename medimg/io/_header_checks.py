@@ -64,7 +64,7 @@ def _nifti_struct(path: Path, raw: bytes) -> tuple[Any, str, int]:
         raise ImageReadError(
             f"{path}: header field sizeof_hdr must be 348 (NIfTI-1, Analyze) or 540 (NIfTI-2), "
             f"got {int(np.frombuffer(raw[:4], dtype='<i4')[0])}; this is not a NIfTI/Analyze "
-            "header, or it is damaged"
+            "header, or it is damaged: re-export the image"
         )
     if size == 540:
         if len(raw) < 540:
