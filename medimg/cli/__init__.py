@@ -3,20 +3,42 @@
 Each subcommand lives in its own module under :mod:`medimg.cli` and exposes
 ``register(subparsers)``, which adds its parser and sets ``handler``. Handlers import heavy
 packages (torch, MONAI) inside their body so ``medimg --help`` answers instantly.
+
+:func:`main` turns every expected failure into one ``error:`` line on stderr and an exit code
+(:data:`EXIT_CODES`): medimg's own errors, the operating system's (a folder that cannot be
+written, a full disk), running out of memory, Ctrl-C and a reader that closed the pipe
+(``medimg dicom ls DIR | head``). Anything else is a bug in medimg and keeps its traceback.
 """
 
 from __future__ import annotations
 
 import argparse
+import errno
 import importlib
 import logging
+import os
 import sys
+import textwrap
 from collections.abc import Sequence
+from types import MappingProxyType
 
 from medimg import __version__
-from medimg.errors import MedimgError
+from medimg.errors import CaseError, MedimgError
 
-__all__ = ["build_parser", "main"]
+__all__ = ["EXIT_CODES", "build_parser", "main", "non_negative_int", "positive_int"]
+
+EXIT_CODES = MappingProxyType(
+    {
+        0: "success",
+        1: "failed work: a case or series could not be processed, or the system failed "
+        "while working (disk full, out of memory, I/O error)",
+        2: "user error: bad arguments or inputs, or an output path that cannot be used; "
+        "the message names the file or option and the fix",
+        130: "interrupted (Ctrl-C)",
+        141: "the reader of the output went away (e.g. `| head`); the rest was not printed",
+    }
+)
+"""Exit status of ``medimg`` and what each means (also in ``medimg --help``)."""
 
 _COMMAND_MODULES: tuple[str, ...] = (
     "medimg.cli.info",
@@ -31,13 +53,67 @@ _COMMAND_MODULES: tuple[str, ...] = (
 )
 """Modules that each register one subcommand (or a group), in ``--help`` order."""
 
+# An OSError with one of these errnos means the path given cannot be used as it is (a user
+# error, exit 2); any other (ENOSPC, EIO, ...) means the system failed during the work (exit 1).
+_PATH_ERRNOS = frozenset(
+    {
+        errno.ENOENT,
+        errno.EEXIST,
+        errno.ENOTDIR,
+        errno.EISDIR,
+        errno.EACCES,
+        errno.EPERM,
+        errno.EROFS,
+        errno.ENAMETOOLONG,
+        errno.ELOOP,
+        errno.ENOTEMPTY,
+    }
+)
+_OS_HINTS = MappingProxyType(
+    {
+        errno.ENOENT: "check the path",
+        errno.ENOTDIR: "a part of the path is a file; choose another path",
+        errno.EISDIR: "give a file, not a folder",
+        errno.EACCES: "choose a folder you may write to, or change its permissions",
+        errno.EPERM: "choose a folder you may write to, or change its permissions",
+        errno.EROFS: "the file system is read-only; choose a writable folder",
+        errno.ENOSPC: "free disk space (or choose another disk) and run again",
+    }
+)
+
+
+def positive_int(text: str) -> int:
+    """An argparse type: an integer >= 1 (``--cases 0`` is refused with exit code 2)."""
+    return _int_at_least(text, 1)
+
+
+def non_negative_int(text: str) -> int:
+    """An argparse type: an integer >= 0 (a seed, a count that may be zero)."""
+    return _int_at_least(text, 0)
+
+
+def _int_at_least(text: str, low: int) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be an integer, got {text!r}") from None
+    if value < low:
+        raise argparse.ArgumentTypeError(f"must be >= {low}, got {value}")
+    return value
+
 
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser with every subcommand registered."""
     parser = argparse.ArgumentParser(
         prog="medimg",
-        description="Medical-imaging pipelines on MONAI: geometry-true IO, validated manifests, "
-        "one preprocessing chain per modality.",
+        description="Medical-imaging pipelines on MONAI: geometry-true IO, validated "
+        "manifests,\none preprocessing chain per modality.",
+        epilog="exit status:\n"
+        + "\n".join(
+            textwrap.fill(meaning, 78, initial_indent=f"  {code:<5}", subsequent_indent=" " * 7)
+            for code, meaning in EXIT_CODES.items()
+        ),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--version", action="version", version=f"medimg {__version__}")
     parser.add_argument(
@@ -53,7 +129,30 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run the command line; return the exit code (0 ok, 1 failure, 2 user error)."""
+    """Run the command line; return the exit code (:data:`EXIT_CODES`).
+
+    Parameters
+    ----------
+    argv : sequence of str, optional
+        The arguments after ``medimg``; ``sys.argv[1:]`` by default.
+
+    Returns
+    -------
+    int
+        0 success, 1 failed work, 2 user error, 130 interrupted, 141 output pipe closed.
+        argparse's own errors exit 2 (``SystemExit``) before any work starts.
+    """
+    try:
+        try:
+            return _run(argv)
+        finally:
+            sys.stdout.flush()  # a closed pipe shows here, not at interpreter exit
+    except BrokenPipeError:
+        _silence_stdout()
+        return 141
+
+
+def _run(argv: Sequence[str] | None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     if getattr(args, "handler", None) is None:
@@ -62,13 +161,50 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level=args.log_level, format="%(levelname)s %(name)s: %(message)s")
     try:
         code: int = args.handler(args)
-    except (MedimgError, FileExistsError, FileNotFoundError) as exc:
-        first, *rest = str(exc).splitlines() or [type(exc).__name__]
-        print(f"error: {first}", file=sys.stderr)
-        for line in rest:
-            print(line, file=sys.stderr)
-        return 2
+    except BrokenPipeError:
+        raise
+    except MedimgError as exc:
+        _print_error(str(exc), type(exc).__name__)
+        return 1 if isinstance(exc, CaseError) else 2
+    except OSError as exc:
+        _print_error(_os_message(exc), type(exc).__name__)
+        return 2 if exc.errno in _PATH_ERRNOS else 1
+    except MemoryError as exc:
+        _print_error(f"out of memory: {exc or 'an allocation failed'}", "MemoryError")
+        return 1
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
     return code
+
+
+def _print_error(message: str, fallback: str) -> None:
+    first, *rest = message.splitlines() or [fallback]
+    print(f"error: {first}", file=sys.stderr)
+    for line in rest:
+        print(line, file=sys.stderr)
+
+
+def _os_message(exc: OSError) -> str:
+    """``PATH: reason; hint`` for an OSError from the system (not one of medimg's)."""
+    if exc.strerror is None:  # raised by hand with a message only
+        return str(exc) or type(exc).__name__
+    where = "" if exc.filename is None else f"{exc.filename}: "
+    if exc.filename2 is not None:
+        where = f"{exc.filename} -> {exc.filename2}: "
+    hint = _OS_HINTS.get(exc.errno or 0)
+    return f"{where}{exc.strerror.lower()}" + (f"; {hint}" if hint else "")
+
+
+def _silence_stdout() -> None:
+    """Point stdout at /dev/null so the interpreter's flush at exit does not fail again.
+
+    The recipe of the Python documentation (``signal`` module, "Note on SIGPIPE").
+    """
+    try:
+        fd = sys.stdout.fileno()
+    except (OSError, ValueError):  # not a real file (a test's capture): nothing to flush
+        return
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, fd)
+    os.close(devnull)

@@ -6,6 +6,8 @@ import argparse
 from pathlib import Path
 from typing import Any
 
+from medimg.modality import Modality
+
 __all__ = ["register"]
 
 
@@ -23,7 +25,11 @@ def register(sub: Any) -> None:
     )
     p.add_argument("npz", type=Path, metavar="FILE.npz")
     p.add_argument("out_dir", type=Path, metavar="OUT_DIR")
-    p.add_argument("--modality", help="CT, MR or XR; needed for sets medimg does not know")
+    p.add_argument(
+        "--modality",
+        choices=[m.value for m in Modality],
+        help="needed for sets medimg does not know",
+    )
     p.add_argument("--class-names", help="comma-separated class names in label order")
     p.add_argument("--force", action="store_true", help="overwrite existing files")
     p.set_defaults(handler=run)

@@ -9,18 +9,25 @@ fingerprint, preprocessing, pipelines).
 MedMNIST images were cropped and resized to 28 (or 64) voxels per side; their physical spacing
 is not recorded, so volumes are written on a 1 mm isotropic, RAS-stored grid. Multi-label sets
 (ChestMNIST) and RGB sets are refused: a manifest case has one class and one scalar channel.
+
+The file is checked before anything is written: a zip archive holding the six arrays, numeric
+images, integer labels >= 0, one label per image. Arrays are read with ``allow_pickle=False``
+(unpickling an object array can run code), and each array's ``.npy`` header is checked before its
+data is read.
 """
 
 from __future__ import annotations
 
 import logging
+import zipfile
+import zlib
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
 
-from medimg.errors import ConfigError, ImageReadError
+from medimg.errors import ConfigError, ImageNotFoundError, ImageReadError
 from medimg.io.formats import strip_suffix
 from medimg.io.writing import save_volume
 from medimg.modality import Modality, lookup_modality
@@ -57,6 +64,13 @@ KNOWN_MEDMNIST: dict[str, tuple[Modality, tuple[str, ...]]] = {
 """Modality and class names (label order) of the MedMNIST sets whose modality medimg knows."""
 
 _SPLITS = (("train", "training"), ("val", "validation"), ("test", "test"))
+_KEYS = tuple(f"{s}_{k}" for s, _ in _SPLITS for k in ("images", "labels"))
+_ZIP_MAGIC = (b"PK\x03\x04", b"PK\x05\x06")  # a member first, or an empty archive
+_MAX_CLASSES = 1000
+"""Most label values given default names ``"0"``, ``"1"``, ...; MedMNIST sets have at most 11."""
+# what reading a damaged archive member raises (zip structure, deflate stream, .npy header/data)
+_DAMAGED = (zipfile.BadZipFile, zlib.error, EOFError, ValueError, NotImplementedError, OSError)
+_Header = tuple[tuple[int, ...], np.dtype[Any]]
 
 
 def import_medmnist(
@@ -89,20 +103,22 @@ def import_medmnist(
 
     Raises
     ------
+    ImageNotFoundError
+        If ``npz_path`` does not exist.
     ImageReadError
-        If the file lacks the MedMNIST keys, is multi-label or RGB.
+        If the file is not a readable zip archive of the six MedMNIST arrays, an array holds
+        Python objects, images are not numeric (or not finite), labels are not integers >= 0,
+        image and label counts differ, or the set is multi-label or RGB.
     ConfigError
         If the modality is unknown or the class names do not fit the labels.
     """
     npz_path = Path(npz_path)
     out = Path(out_dir)
-    with np.load(npz_path) as data:
-        arrays = {key: data[key] for key in data.files}
-    _check_keys(npz_path, arrays)
+    arrays = _read_arrays(npz_path)
     modality_, names = _dataset_info(npz_path, arrays, modality, class_names)
     manifest: dict[str, Any] = {
         "schema_version": 1,
-        "name": strip_suffix(npz_path.name.replace(".npz", ".nii")),
+        "name": strip_suffix(npz_path.name.replace(".npz", ".nii")) or "medmnist",
         "description": f"Imported from {npz_path.name} (MedMNIST v2, official split) by "
         "medimg import medmnist; 1 mm isotropic grid (MedMNIST keeps no spacing).",
         "channels": [{"name": modality_.value, "modality": modality_.value}],
@@ -115,25 +131,147 @@ def import_medmnist(
     return save_manifest(manifest, out / "dataset.json", overwrite=overwrite)
 
 
-def _check_keys(path: Path, arrays: dict[str, NDArray[Any]]) -> None:
-    missing = [
-        f"{s}_{k}" for s, _ in _SPLITS for k in ("images", "labels") if f"{s}_{k}" not in arrays
-    ]
+def _read_arrays(path: Path) -> dict[str, NDArray[Any]]:
+    """The six arrays of a MedMNIST file, every header checked before any data is read."""
+    _check_zip(path)
+    try:
+        data = np.load(path, allow_pickle=False)  # an object array could run code when loaded
+    except _DAMAGED as exc:
+        raise ImageReadError(f"{path}: damaged zip archive ({exc}); download it again") from None
+    with data:
+        _check_present(path, data.zip)
+        headers = {key: _header(path, data.zip, key) for key in _KEYS}
+        _check_headers(path, headers)
+        arrays = {key: _member(path, data, key) for key in _KEYS}
+    _check_values(path, arrays)
+    return arrays
+
+
+def _check_zip(path: Path) -> None:
+    if not path.exists():
+        raise ImageNotFoundError(f"{path}: no such file; give the path of a MedMNIST .npz")
+    if path.is_dir():
+        raise ImageReadError(f"{path}: is a folder; give the path of a MedMNIST .npz file")
+    with path.open("rb") as f:  # an OSError (permission) reaches the CLI as one line
+        head = f.read(4)
+    if head.startswith(b"\x93NUM"):
+        raise ImageReadError(
+            f"{path}: is a single .npy array, not an .npz archive of the six MedMNIST arrays "
+            f"({', '.join(_KEYS)})"
+        )
+    if head not in _ZIP_MAGIC:
+        what = "is empty (0 bytes)" if not head else f"is not a zip archive (starts {head!r})"
+        raise ImageReadError(f"{path}: {what}; a MedMNIST .npz is a zip archive; download it again")
+
+
+def _check_present(path: Path, archive: zipfile.ZipFile) -> None:
+    members = archive.namelist()
+    missing = [key for key in _KEYS if f"{key}.npy" not in members]
     if missing:
         raise ImageReadError(
             f"{path}: not a MedMNIST file: missing arrays {', '.join(missing)} "
-            f"(found {', '.join(sorted(arrays)) or 'none'})"
+            f"(archive members: {', '.join(sorted(members)) or 'none'}; each array is NAME.npy)"
         )
-    labels, images = arrays["train_labels"], arrays["train_images"]
-    if labels.ndim == 2 and labels.shape[1] > 1:
+
+
+def _header(path: Path, archive: zipfile.ZipFile, key: str) -> _Header:
+    """Shape and dtype from the ``.npy`` header of ``key``, without reading its data."""
+    fmt = np.lib.format
+    try:
+        with archive.open(f"{key}.npy") as fp:
+            version = fmt.read_magic(fp)
+            read = fmt.read_array_header_1_0 if version == (1, 0) else fmt.read_array_header_2_0
+            shape, _, dtype = read(fp)
+    except _DAMAGED as exc:
         raise ImageReadError(
-            f"{path}: multi-label set ({labels.shape[1]} labels per image) is not supported; "
+            f"{path}: array {key} is not a valid .npy member ({exc}); download the file again"
+        ) from None
+    return tuple(int(n) for n in shape), dtype
+
+
+def _check_headers(path: Path, headers: dict[str, _Header]) -> None:
+    for key, (shape, dtype) in headers.items():
+        if dtype.hasobject:
+            raise ImageReadError(
+                f"{path}: array {key} holds Python objects (dtype {dtype}); medimg reads only "
+                "numeric arrays (allow_pickle=False: unpickling can run code); save numbers"
+            )
+        if not shape:
+            raise ImageReadError(f"{path}: array {key} must have one entry per image, got a scalar")
+    ndims = set()
+    for split, _ in _SPLITS:
+        (ishape, idtype), (lshape, ldtype) = headers[f"{split}_images"], headers[f"{split}_labels"]
+        _check_labels_header(path, split, lshape, ldtype)
+        _check_images_header(path, split, ishape, idtype)
+        if ishape[0] != lshape[0]:
+            raise ImageReadError(
+                f"{path}: {split}_images and {split}_labels must have one label per image, got "
+                f"{ishape[0]} images and {lshape[0]} labels"
+            )
+        ndims.add(len(ishape))
+    if len(ndims) > 1:
+        raise ImageReadError(
+            f"{path}: every split must hold images of one dimensionality, got "
+            + ", ".join(f"{s}_images {headers[f'{s}_images'][0]}" for s, _ in _SPLITS)
+        )
+    if headers["train_images"][0][0] == 0:
+        raise ImageReadError(f"{path}: train_images must hold at least one image, got none")
+
+
+def _check_labels_header(path: Path, split: str, shape: tuple[int, ...], dtype: Any) -> None:
+    if len(shape) == 2 and shape[1] > 1:
+        raise ImageReadError(
+            f"{path}: multi-label set ({shape[1]} labels per image) is not supported; "
             "a manifest case has one class"
         )
-    if images.ndim == 4 and images.shape[-1] == 3 and images.shape[1] != images.shape[-1]:
+    if len(shape) > 2:
+        raise ImageReadError(f"{path}: {split}_labels must have shape (N,) or (N, 1), got {shape}")
+    if dtype.kind not in "ui":
         raise ImageReadError(
-            f"{path}: RGB images {images.shape[1:]} are not supported; one channel per image"
+            f"{path}: {split}_labels must be integers (class indices), got dtype {dtype}; "
+            "cast them, e.g. labels.astype(np.int64), and save again"
         )
+
+
+def _check_images_header(path: Path, split: str, shape: tuple[int, ...], dtype: Any) -> None:
+    if len(shape) not in (3, 4) or any(n < 1 for n in shape[1:]):
+        raise ImageReadError(
+            f"{path}: {split}_images must have shape (N, H, W) (2D) or (N, D, H, W) (3D) with "
+            f"every image axis >= 1, got {shape}"
+        )
+    if len(shape) == 4 and shape[-1] == 3 and shape[1] != shape[-1]:
+        raise ImageReadError(
+            f"{path}: RGB images {shape[1:]} are not supported; one channel per image"
+        )
+    if dtype.kind not in "uif":
+        raise ImageReadError(
+            f"{path}: {split}_images must be integers or floats, got dtype {dtype}"
+        )
+
+
+def _member(path: Path, data: Any, key: str) -> NDArray[Any]:
+    try:
+        array: NDArray[Any] = data[key]
+    except _DAMAGED as exc:
+        raise ImageReadError(
+            f"{path}: array {key} cannot be read ({exc}); the file is damaged, download it again"
+        ) from None
+    return array
+
+
+def _check_values(path: Path, arrays: dict[str, NDArray[Any]]) -> None:
+    for split, _ in _SPLITS:
+        labels, images = arrays[f"{split}_labels"].reshape(-1), arrays[f"{split}_images"]
+        if labels.size and (low := int(labels.min())) < 0:
+            index = int(np.argmin(labels))
+            raise ImageReadError(
+                f"{path}: {split}_labels must be class indices >= 0, got {low} at index {index}"
+            )
+        if images.dtype.kind == "f" and not np.isfinite(images).all():
+            index = int(np.flatnonzero(~np.isfinite(images).reshape(len(images), -1).all(1))[0])
+            raise ImageReadError(
+                f"{path}: {split}_images must be finite, got NaN or infinity in image {index}"
+            )
 
 
 def _dataset_info(
@@ -146,15 +284,41 @@ def _dataset_info(
             f"{path}: modality of {stem!r} is unknown; pass modality='CT', 'MR' or 'XR' "
             f"(--modality); known sets: {', '.join(KNOWN_MEDMNIST)}"
         )
-    modality_ = lookup_modality(modality) if modality is not None else known[0]  # type: ignore[index]  # known is set when modality is None
-    n_classes = int(max(int(arrays[f"{s}_labels"].max()) for s, _ in _SPLITS)) + 1
+    try:
+        modality_ = lookup_modality(modality) if modality is not None else known[0]  # type: ignore[index]  # known is set when modality is None
+    except ValueError as exc:  # lookup_modality's own refusal, with its did-you-mean
+        raise ConfigError(f"{path}: {exc}; pass --modality CT, MR or XR") from None
+    labels = [arrays[f"{s}_labels"] for s, _ in _SPLITS if arrays[f"{s}_labels"].size]
+    n_classes = max(int(a.max()) for a in labels) + 1  # train_labels is never empty
+    if names is None and known is None and n_classes > _MAX_CLASSES:
+        raise ConfigError(
+            f"{path}: labels go up to {n_classes - 1}; name the classes (class_names, "
+            f"--class-names) when there are more than {_MAX_CLASSES}"
+        )
     if names is None:
         names = known[1] if known is not None else tuple(str(i) for i in range(n_classes))
     if len(names) < n_classes:
         raise ConfigError(
             f"{path}: class_names must name all {n_classes} label values, got {len(names)}: {names}"
         )
+    _check_names(path, tuple(names))
     return modality_, tuple(names)
+
+
+def _check_names(path: Path, names: tuple[str, ...]) -> None:
+    """The checks the manifest's ``classes`` gets, made before any image is written."""
+    if len(names) < 2:
+        raise ConfigError(
+            f"{path}: a classification set needs at least two classes, got {names}; "
+            "pass every class name (class_names, --class-names)"
+        )
+    for i, name in enumerate(names):
+        if not name.strip():
+            raise ConfigError(f"{path}: class_names[{i}] must not be empty, got {names}")
+        if names.index(name) < i:
+            raise ConfigError(
+                f"{path}: class_names[{i}] duplicates class_names[{names.index(name)}] ({name!r})"
+            )
 
 
 def _write_split(
