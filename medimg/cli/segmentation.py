@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -94,9 +95,13 @@ def register(sub: Any) -> None:
         help="predict a split with a trained model (label maps or class probabilities)",
         description="Segmentation: OUT/predictions/<case>.nii.gz on each image's stored grid "
         "(with --model: OUT/<case>.nii.gz), summary.json (per case: status, time, peak memory, "
-        "error) beside them; classification: OUT/predictions/<split>.csv. Cases already done "
-        "(a readable image on the right grid) are skipped unless --force. Exit status 1 when "
-        "a case failed.",
+        "error, resume key; rewritten after every case) beside them; classification: "
+        "OUT/predictions/<split>.csv and <split>.summary.json. A case is skipped unless --force "
+        "only when it was done with the same model (checkpoint SHA-256), preprocessing, "
+        "inference settings and input file contents, and its output is unchanged and on the "
+        "image's grid; otherwise it is predicted again. The output folder is locked while the "
+        "run lasts, and temporaries of an interrupted run are removed. Exit status 1 when a "
+        "case failed.",
     )
     _common(predict)
     predict.add_argument(
@@ -288,6 +293,19 @@ def run_predict(args: argparse.Namespace) -> int:
     for case in result.cases:
         if case.status == "failed":
             print(f"  {case.case_id}: {case.error}")
+    if counts["failed"]:
+        summary = (
+            where / "summary.json"
+            if hasattr(result, "out_dir")
+            else result.path.with_name(f"{args.split}.summary.json")
+        )
+        first = next(c for c in result.cases if c.status == "failed")
+        print(
+            f"error: {counts['failed']} of {len(result.cases)} cases failed (first: "
+            f"{first.case_id}: {first.error}); every reason is in {summary}; fix those inputs "
+            f"and run again: finished cases are kept",
+            file=sys.stderr,
+        )
     return 1 if counts["failed"] else 0
 
 

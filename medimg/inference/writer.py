@@ -109,8 +109,11 @@ def write_slabs_nifti(
         )
     header = _header(shape, dt, np.asarray(affine, dtype=np.float64))
     with atomic_path(path, overwrite=overwrite) as tmp:
-        opener = gzip.open if gz else open
-        with opener(tmp, "wb") as f:
+        # gzip without a name or time in its header: one prediction, one byte sequence
+        with (
+            tmp.open("wb") as raw,
+            gzip.GzipFile(filename="", mode="wb", fileobj=raw, mtime=0) if gz else raw as f,
+        ):
             f.write(header.binaryblock + b"\x00" * 4)
             covered = _write_all(f, slabs, shape, dt, path, sequential=gz)
         if not covered.all():

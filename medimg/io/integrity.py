@@ -201,9 +201,10 @@ class _Holder:
     started: str
     process_start: str | None
     command: str
+    what: str = ""
 
     @classmethod
-    def me(cls) -> _Holder:
+    def me(cls, what: str) -> _Holder:
         pid = os.getpid()
         return cls(
             pid=pid,
@@ -211,7 +212,13 @@ class _Holder:
             started=dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
             process_start=_process_start(pid),
             command=" ".join(Path(sys.argv[0]).name.split() + sys.argv[1:])[:300],
+            what=what,
         )
+
+    def describe(self) -> str:
+        """``what (command)``, or whichever of the two is known."""
+        parts = [p for p in (self.what, self.command) if p]
+        return f"{parts[0]} ({parts[1]})" if len(parts) == 2 else (parts or ["a medimg run"])[0]
 
     @classmethod
     def read(cls, path: Path) -> _Holder | None:
@@ -223,6 +230,7 @@ class _Holder:
                 started=str(record["started"]),
                 process_start=record.get("process_start"),
                 command=str(record.get("command", "")),
+                what=str(record.get("what", "")),
             )
         except (OSError, ValueError, KeyError, TypeError):
             return None
@@ -281,7 +289,7 @@ class OutputLock:
     def acquire(self) -> None:
         """Take the lock, taking over one left by a dead process (with a warning)."""
         self.folder.mkdir(parents=True, exist_ok=True)
-        me = _Holder.me()
+        me = _Holder.me(self.what)
         for _ in range(3):
             if self._create(me):
                 self._held = True
@@ -309,7 +317,7 @@ class OutputLock:
             )
             raise OutputLockedError(
                 f"{self.folder} is in use by pid {holder.pid}{where} since {holder.started} "
-                f"({holder.command or 'medimg'}); {hint}, or choose another output folder"
+                f"({holder.describe()}); {hint}, or choose another output folder"
             )
         raise OutputLockedError(f"{self.folder}: could not take the lock {self.path}; try again")
 
@@ -349,7 +357,7 @@ class OutputLock:
         logger.warning(
             "%s: taking over the lock of %s, which is no longer running (%s)",
             self.folder,
-            self.what if holder is None else holder.command or "a medimg run",
+            self.what if holder is None else holder.describe(),
             who,
         )
 

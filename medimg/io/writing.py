@@ -88,12 +88,15 @@ def save_volume(
     Raises
     ------
     OutputExistsError, GeometryError, UnsupportedFormatError
+        ``GeometryError`` also when the affine is not finite or its voxel axes are degenerate
+        (no file could describe that grid).
     """
     path = Path(path)
     fmt = format_of(path)
     if fmt not in _WRITABLE:
         raise GeometryError(f"{path}: medimg writes {', '.join(_WRITABLE)}, not {fmt}")
     affine, expected = _grid_of(like)
+    _check_affine(affine, path)
     data = _prepare(array, expected)
     spatial = data.shape[1:]
     if expected is not None and tuple(spatial) != tuple(expected):
@@ -108,6 +111,20 @@ def save_volume(
             _write_sitk(data, affine, tmp)
     logger.debug("wrote %s: shape %s", path, data.shape)
     return path
+
+
+def _check_affine(affine: NDArray[np.float64], path: Path) -> None:
+    linear = affine[:3, :3]
+    if not np.isfinite(affine).all():
+        raise GeometryError(
+            f"{path}: the target grid's affine must be finite, got {affine.tolist()}; "
+            f"fix the grid it came from"
+        )
+    if abs(np.linalg.det(linear)) <= 1e-12 * max(np.abs(linear).max(), 1e-300) ** 3:
+        raise GeometryError(
+            f"{path}: the target grid's affine must have independent, non-zero voxel axes, "
+            f"got columns {linear.T.round(6).tolist()} (singular); fix the grid it came from"
+        )
 
 
 def _prepare(array: ArrayLike, expected: tuple[int, ...] | None) -> NDArray[Any]:
