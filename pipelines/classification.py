@@ -70,6 +70,7 @@ from medimg.training import (
     seed_everything,
     select_device,
     split_cases,
+    training_lock,
     utc_now,
     write_run_record,
 )
@@ -362,7 +363,15 @@ def train(cfg: ClassificationConfig, *, resume: bool = False) -> TrainResult:
         When the manifest is not a classification manifest or the images differ in shape.
     OutputExistsError
         When ``cfg.model_dir`` holds a run and ``resume`` is false.
+    OutputLockedError
+        When another live run trains into ``cfg.model_dir`` (the folder is locked for
+        the whole run; a dead run's lock is taken over with a warning).
     """
+    with training_lock(cfg.model_dir):
+        return _train(cfg, resume=resume)
+
+
+def _train(cfg: ClassificationConfig, *, resume: bool) -> TrainResult:
     started = utc_now()
     seed_everything(cfg.seed)
     manifest, fingerprint, chain = _setup(cfg)
@@ -384,6 +393,7 @@ def train(cfg: ClassificationConfig, *, resume: bool = False) -> TrainResult:
         out_dir=cfg.model_dir,
         validate=_validator(val_samples, cfg) if _scorable(val_samples) else None,
         resume=resume,
+        lock=False,
     )
     checkpoint = cfg.model_dir / (BEST if BEST in result.checkpoints else LAST)
     _save_model(cfg, net_cfg, modality, classes, fingerprint, checkpoint)

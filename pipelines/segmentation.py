@@ -76,6 +76,7 @@ from medimg.training import (
     seed_everything,
     segmentation_loss,
     split_cases,
+    training_lock,
     utc_now,
     write_run_record,
 )
@@ -375,7 +376,15 @@ def train(cfg: SegmentationConfig, *, resume: bool = False) -> TrainResult:
         When the manifest or its files have problems.
     OutputExistsError
         When ``cfg.model_dir`` holds a run and ``resume`` is false.
+    OutputLockedError
+        When another live run trains into ``cfg.model_dir`` (the folder is locked for
+        the whole run; a dead run's lock is taken over with a warning).
     """
+    with training_lock(cfg.model_dir):
+        return _train(cfg, resume=resume)
+
+
+def _train(cfg: SegmentationConfig, *, resume: bool) -> TrainResult:
     started = utc_now()
     seed_everything(cfg.seed)
     manifest, fingerprint, chain = _setup(cfg)
@@ -396,6 +405,7 @@ def train(cfg: SegmentationConfig, *, resume: bool = False) -> TrainResult:
         out_dir=cfg.model_dir,
         validate=_validator(cfg, net_cfg, val_samples) if val_samples else None,
         resume=resume,
+        lock=False,
     )
     checkpoint = cfg.model_dir / (BEST if BEST in result.checkpoints else LAST)
     save_model_bundle(

@@ -1,10 +1,11 @@
 """Training machinery shared by the pipelines.
 
 :func:`fit` (epochs or fixed iterations, AdamW/SGD, poly/cosine schedule, validation, best and
-last checkpoints with SHA-256, resume with every random state, early stopping, opt-in tqdm and
-TensorBoard), :class:`TrainConfig`, device and autocast selection, seeding,
-:func:`segmentation_loss` (Dice + CE, deep supervision), :func:`classification_loss` (weighted
-CE or BCE) with :func:`balanced_class_weights` or the :func:`balanced_indices` sampler,
+last checkpoints with SHA-256, exact resume with every random state, early stopping, opt-in
+tqdm and TensorBoard) under the run-folder lock :func:`training_lock`, :class:`TrainConfig`,
+device and autocast selection, seeding, :func:`segmentation_loss` (Dice + CE, deep
+supervision), :func:`classification_loss` (weighted CE or BCE) with
+:func:`balanced_class_weights` or the :func:`balanced_indices` sampler,
 :func:`label_balanced_crop`, :func:`split_cases`, :func:`apply_chain`, the run record
 :func:`write_run_record`, the trained-model folder (:func:`save_model_bundle`,
 :func:`load_model_bundle`) and :func:`holdout_split`. torch and MONAI load only when a function
@@ -28,6 +29,7 @@ from medimg.training.checkpoint import (
 )
 from medimg.training.config import TrainConfig
 from medimg.training.device import autocast, select_device
+from medimg.training.lock import training_lock
 from medimg.training.loop import BEST, LAST, FitResult, fit
 from medimg.training.losses import (
     SEGMENTATION_LOSSES,
@@ -68,6 +70,7 @@ __all__ = [
     "select_device",
     "sha256_file",
     "split_cases",
+    "training_lock",
     "utc_now",
     "write_run_record",
 ]

@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import math
 from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -17,6 +18,7 @@ from medimg.errors import ConfigError, OutputExistsError
 from medimg.training.checkpoint import load_checkpoint, save_checkpoint, sha256_file
 from medimg.training.config import TrainConfig
 from medimg.training.device import autocast, select_device
+from medimg.training.lock import training_lock
 from medimg.training.seeding import restore_rng_state, rng_state
 
 if TYPE_CHECKING:
@@ -72,6 +74,29 @@ class _State:
     history: dict[str, list[float]] = field(
         default_factory=lambda: {"train_loss": [], "learning_rate": [], "val_metric": []}
     )
+
+
+@contextmanager
+def _same_layout(model: torch.nn.Module) -> Iterator[None]:
+    """Give every parameter and buffer of ``model`` its memory layout back on exit.
+
+    Validation may change the layout in place: :func:`medimg.inference.predict_volume` moves
+    the network to ``channels_last_3d``. Convolutions then pick other kernels whose sums
+    differ in the last bits, so an uninterrupted run (trained in the new layout after its first
+    validation) and a resumed one (whose freshly loaded weights are contiguous) would drift
+    apart by ~1e-4 after a few epochs. Restoring the strides keeps training in one layout.
+    """
+    import torch
+
+    tensors = [*model.parameters(), *model.buffers()]
+    strides = [t.stride() for t in tensors]
+    try:
+        yield
+    finally:
+        for t, stride in zip(tensors, strides, strict=True):
+            if t.stride() != stride:
+                kept = torch.empty_strided(t.shape, stride, dtype=t.dtype, device=t.device)
+                t.data = kept.copy_(t.data)
 
 
 def _optimizer(model: torch.nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
@@ -150,7 +175,7 @@ class _Trainer:
         if validate is None or not due:
             return None
         self.model.eval()
-        with torch.no_grad(), autocast(self.device, self.cfg.precision):
+        with _same_layout(self.model), torch.no_grad(), autocast(self.device, self.cfg.precision):
             metric = float(validate(self.model, self.device))
         self.model.train()
         return metric
@@ -289,6 +314,7 @@ def fit(
     out_dir: Path,
     validate: ValidateFn | None = None,
     resume: bool = False,
+    lock: bool = True,
 ) -> FitResult:
     """Train ``model``, checkpointing every epoch into ``out_dir``.
 
@@ -312,7 +338,12 @@ def fit(
         evaluation mode without gradients.
     resume : bool
         Continue from ``out_dir/last.pt`` when it exists: weights, optimizer, scheduler, epoch,
-        best metric, history and every random generator's state.
+        best metric, history and every random generator's state. The resumed run ends with
+        weights equal bit for bit to an uninterrupted run's when ``batches(epoch)`` depends on
+        the epoch index only (see Notes).
+    lock : bool
+        Hold ``out_dir``'s lock for the run (:func:`~medimg.training.lock.training_lock`);
+        pass False only when the caller already holds it (the pipelines lock the whole run).
 
     Returns
     -------
@@ -320,12 +351,40 @@ def fit(
 
     Raises
     ------
+    OutputLockedError
+        When another live run holds ``out_dir`` (a dead run's lock is taken over).
     OutputExistsError
         When ``out_dir/last.pt`` exists and ``resume`` is false.
     ConfigError
         For a device or precision this machine cannot use, or an epoch without batches.
+
+    Notes
+    -----
+    ``last.pt`` is written (atomically) after every epoch, so a run killed during epoch
+    ``e + 1`` resumes after epoch ``e`` and redoes ``e + 1`` from the same state: weights,
+    optimizer moments and step counts, scheduler, gradient scaler, best metric, early-stopping
+    count, history and the Python, NumPy and torch (CPU and CUDA) generators. Validation must
+    leave the model as it found it: the parameters' memory layout is put back after it (see
+    ``_same_layout``), because sliding-window inference moves the network to
+    ``channels_last_3d`` and convolutions in another layout round differently. Exactness also
+    assumes deterministic kernels: on CUDA set ``torch.use_deterministic_algorithms(True)``
+    (and ``CUBLAS_WORKSPACE_CONFIG``) as for any reproducible run; two uninterrupted runs that
+    differ will make a resumed one differ just as much.
     """
     out_dir = Path(out_dir)
+    with training_lock(out_dir) if lock else nullcontext():
+        return _fit(model, loss_fn, batches, cfg, out_dir, validate, resume)
+
+
+def _fit(
+    model: torch.nn.Module,
+    loss_fn: LossFn,
+    batches: Callable[[int], Iterable[Batch]],
+    cfg: TrainConfig,
+    out_dir: Path,
+    validate: ValidateFn | None,
+    resume: bool,
+) -> FitResult:
     last = out_dir / LAST
     if last.exists() and not resume:
         raise OutputExistsError(f"{last}: a run exists here; resume it or choose another folder")
