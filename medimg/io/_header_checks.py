@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-from medimg.errors import GeometryError, ImageReadError
+from medimg.errors import GeometryError, ImageNotFoundError, ImageReadError
 
 __all__ = [
     "affine_field",
@@ -312,9 +312,24 @@ def check_nrrd_text(path: Path, fields: dict[str, str]) -> None:
     ------
     ImageReadError
         Naming the field and its text.
+    ImageNotFoundError
+        When the detached data file is missing.
     """
     ndim = _count_field(path, "dimension", fields.get("dimension"), range(1, 17))
     _sizes_field(path, "sizes", fields.get("sizes"), ndim)
+    _data_file_exists(path, "data file", fields.get("datafile", ""))
+
+
+def _data_file_exists(path: Path, field: str, name: str) -> None:
+    """A detached header's single data file must exist (lists and patterns are left to ITK)."""
+    if not name or name.upper() in ("LOCAL", "LIST") or " " in name or "%" in name:
+        return
+    target = path.parent / name
+    if not target.is_file():
+        raise ImageNotFoundError(
+            f"{path}: header field {field} names the data file {name!r}, but {target} does not "
+            "exist; copy the data file next to the header or correct the field"
+        )
 
 
 def check_metaimage_text(path: Path, fields: dict[str, str]) -> None:
@@ -326,11 +341,14 @@ def check_metaimage_text(path: Path, fields: dict[str, str]) -> None:
     ------
     ImageReadError
         For a bad ``NDims``, ``DimSize`` or ``ElementNumberOfChannels``.
+    ImageNotFoundError
+        When the ``ElementDataFile`` is missing.
     GeometryError
         For a numeric geometry field that is not finite numbers, naming the field and its text.
     """
     ndim = _count_field(path, "NDims", fields.get("NDims"), range(1, 9))
     _sizes_field(path, "DimSize", fields.get("DimSize"), ndim)
+    _data_file_exists(path, "ElementDataFile", fields.get("ElementDataFile", ""))
     if "ElementNumberOfChannels" in fields:
         _count_field(
             path, "ElementNumberOfChannels", fields["ElementNumberOfChannels"], range(1, 2**16)

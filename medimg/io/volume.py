@@ -193,14 +193,17 @@ class Volume:
         return MetaTensor(data, affine=torch.as_tensor(self.affine), meta=meta)
 
 
-def _check_exists(path: Path) -> None:
-    if not path.exists():
-        raise ImageNotFoundError(f"{path}: no such file")
+def _format_of_file(path: Path) -> str:
+    """The file's format, after checking that it is an existing file (a folder is named so)."""
     if path.is_dir():
         raise ImageReadError(
             f"{path}: is a folder, not an image file; DICOM series folders are read by "
-            "medimg.io.dicom"
+            "medimg.io.dicom (medimg dicom ls, medimg convert)"
         )
+    fmt = format_of(path)
+    if not path.exists():
+        raise ImageNotFoundError(f"{path}: no such file")
+    return fmt
 
 
 def read_header(path: PathLike, *, verify: bool = False) -> SourceGeometry:
@@ -224,8 +227,7 @@ def read_header(path: PathLike, *, verify: bool = False) -> SourceGeometry:
         an invalid field (named in the message), or (``verify=True``) its body is damaged.
     """
     path = Path(path)
-    fmt = format_of(path)
-    _check_exists(path)
+    fmt = _format_of_file(path)
     if fmt in ("nifti", "analyze"):
         geometry = _nibabel_header(path, fmt)[0]
     else:
@@ -301,8 +303,7 @@ def load_volume(
         Each names the file and what is wrong.
     """
     path = Path(path)
-    fmt = format_of(path)
-    _check_exists(path)
+    fmt = _format_of_file(path)
     limit = default_max_bytes() if max_bytes is None else max_bytes
     if fmt in ("nifti", "analyze"):
         geometry, array = _read_nibabel(path, fmt, limit)
@@ -344,8 +345,7 @@ def intensity_range(path: PathLike, *, max_bytes: int | None = None) -> tuple[fl
         As :func:`load_volume`.
     """
     path = Path(path)
-    fmt = format_of(path)
-    _check_exists(path)
+    fmt = _format_of_file(path)
     limit = default_max_bytes() if max_bytes is None else max_bytes
     if fmt not in ("nifti", "analyze"):
         array = load_volume(path, ndim=None, nonfinite="keep", shear="keep", max_bytes=limit).array
@@ -426,6 +426,8 @@ def _nibabel_header(path: Path, fmt: str) -> tuple[SourceGeometry, Any]:
         dtype = np.dtype(img.get_data_dtype())
         affine = np.asarray(img.affine, dtype=np.float64)
     except (ImageFileError, gzip.BadGzipFile, EOFError, zlib.error, OSError) as exc:
+        for stream in compressed_data(path, fmt, None):
+            verify_stream(stream)  # a damaged small .nii.gz fails nibabel's sniffing: say why
         raise _corrupt(path, exc) from None
     except (HeaderDataError, ValueError, OverflowError) as exc:
         raise ImageReadError(
