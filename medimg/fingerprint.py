@@ -3,19 +3,33 @@
 The statistics are those nnU-Net v2 computes in its ``DatasetFingerprintExtractor`` (spacings,
 shapes, foreground intensity percentiles) plus label voxel fractions and class counts. All
 spatial quantities are in RAS voxel order (``Volume.to_ras()``), spacings in millimetres.
+
+**Reuse.** :func:`load_or_compute_fingerprint` (which the pipelines call before every training
+run) reuses the saved ``<stem>.fingerprint.json`` only while the manifest's bytes, the sampling
+settings *and every input file's content* are unchanged. Each file the statistics were computed
+from (images, labels, every file of a DICOM series folder) is recorded with its
+:class:`~medimg.io.integrity.FileIdentity`: size and SHA-256 decide, so rescaling the images
+behind an unchanged manifest recomputes (and the log names the file), while a ``touch``, a copy
+or a restore does not. Hashing costs one read per file, done once: the recorded ``mtime_ns``,
+``ctime_ns`` and inode let an untouched file skip it (``ctime`` is set by the kernel on every
+write, so a tool that puts the old ``mtime`` back is still caught). Identities are taken before
+a case is read, so a file changed during the computation is caught on the next run. Saved
+fingerprints are written atomically (temporary file, then rename); concurrent runs each write
+a whole document.
 """
 
 from __future__ import annotations
 
 import json
 import logging
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from numpy.typing import NDArray
 
+from medimg.io.integrity import FileIdentity, file_identity
 from medimg.modality import Modality
 from medimg.typing import PathLike
 
@@ -29,9 +43,12 @@ __all__ = [
     "FINGERPRINT_VERSION",
     "ChannelStats",
     "Fingerprint",
+    "FingerprintInput",
+    "FingerprintUpdate",
     "compute_fingerprint",
     "fingerprint_path",
     "load_or_compute_fingerprint",
+    "update_fingerprint",
 ]
 
 logger = logging.getLogger(__name__)
@@ -77,6 +94,30 @@ class ChannelStats:
     n_voxels: int
 
 
+@dataclass(frozen=True)
+class FingerprintInput:
+    """One input file a fingerprint was computed from.
+
+    Attributes
+    ----------
+    case_id : str
+        The manifest case.
+    role : str
+        ``"image"`` (``"image[k]"`` for the k-th of several), ``"label"``; for a DICOM series
+        folder one entry per file, ``"image: <path inside the folder>"``.
+    identity : FileIdentity
+        Size, SHA-256 and stat fields when the statistics were computed.
+    """
+
+    case_id: str
+    role: str
+    identity: FileIdentity
+
+    def describe(self) -> str:
+        """``case c1 image (/data/c1.nii.gz)``: for messages."""
+        return f"case {self.case_id} {self.role} ({self.identity.path})"
+
+
 @dataclass(frozen=True, kw_only=True)
 class Fingerprint:
     """Statistics of a dataset that configure preprocessing, saved next to its manifest.
@@ -118,6 +159,9 @@ class Fingerprint:
         Upper bound on foreground voxels sampled per case and channel.
     seed : int
         Seed of the voxel subsampling.
+    inputs : tuple of FingerprintInput
+        Identity of every file the statistics were computed from (see the module docstring);
+        provenance, not statistics: it takes no part in equality or in a chain's cache key.
     """
 
     manifest_sha256: str
@@ -137,6 +181,7 @@ class Fingerprint:
     class_counts: dict[str, int] = field(default_factory=dict)
     samples_per_case: int
     seed: int
+    inputs: tuple[FingerprintInput, ...] = field(default=(), compare=False)
 
     def to_json(self) -> str:
         """Serialize to a JSON document (with a ``fingerprint_version`` key)."""
@@ -179,13 +224,48 @@ class Fingerprint:
             class_counts={str(k): int(v) for k, v in record["class_counts"].items()},
             samples_per_case=int(record["samples_per_case"]),
             seed=int(record["seed"]),
+            inputs=tuple(_input_from_json(r) for r in record.get("inputs", ())),
         )
+
+    def statistics_json(self) -> str:
+        """:meth:`to_json` without ``inputs``: what configures preprocessing (cache keys)."""
+        record = json.loads(self.to_json())
+        record.pop("inputs", None)
+        return json.dumps(record, sort_keys=True)
+
+
+def _input_from_json(record: Any) -> FingerprintInput:
+    identity = FileIdentity.from_json(record.get("identity")) if isinstance(record, dict) else None
+    if identity is None:
+        raise ValueError(f"inputs must hold case_id, role and identity records, got {record!r}")
+    return FingerprintInput(str(record["case_id"]), str(record["role"]), identity)
 
 
 def fingerprint_path(manifest_path: PathLike) -> Path:
     """Where the fingerprint of a manifest is stored: ``<stem>.fingerprint.json`` beside it."""
     path = Path(manifest_path)
     return path.with_name(f"{path.stem}.fingerprint.json")
+
+
+@dataclass(frozen=True)
+class FingerprintUpdate:
+    """What :func:`update_fingerprint` did.
+
+    Attributes
+    ----------
+    fingerprint : Fingerprint
+        The saved one (reused) or the new one.
+    reused : bool
+        Whether the saved fingerprint was still valid.
+    reason : str
+        Why: ``"manifest and 8 input files unchanged"``, or what changed (the first changed
+        file is named), e.g. ``"case c1 image (/data/i1.nii.gz) changed: SHA-256 4f1c... ->
+        9ab0..."``.
+    """
+
+    fingerprint: Fingerprint
+    reused: bool
+    reason: str
 
 
 def load_or_compute_fingerprint(
@@ -195,11 +275,9 @@ def load_or_compute_fingerprint(
     seed: int = 0,
     force: bool = False,
 ) -> Fingerprint:
-    """The saved fingerprint of a manifest while the manifest is unchanged, else a new one.
+    """The saved fingerprint of a manifest while it and its files are unchanged, else a new one.
 
-    The saved file (:func:`fingerprint_path`) is reused when its ``manifest_sha256`` matches
-    the manifest's bytes and it was computed with the same sampling settings; otherwise the
-    fingerprint is computed and written atomically.
+    See :func:`update_fingerprint` (this returns its ``fingerprint``).
 
     Parameters
     ----------
@@ -216,32 +294,163 @@ def load_or_compute_fingerprint(
     -------
     Fingerprint
     """
-    from medimg.io.writing import atomic_path
-    from medimg.manifests import manifest_sha256
+    update = update_fingerprint(manifest_path, max_samples=max_samples, seed=seed, force=force)
+    return update.fingerprint
 
+
+def update_fingerprint(
+    manifest_path: PathLike,
+    *,
+    max_samples: int = DEFAULT_MAX_SAMPLES,
+    seed: int = 0,
+    force: bool = False,
+) -> FingerprintUpdate:
+    """Reuse the saved fingerprint if still valid, else compute and save it; say which and why.
+
+    The saved file (:func:`fingerprint_path`) is reused when its ``manifest_sha256`` matches
+    the manifest's bytes, it was computed with the same sampling settings, and every input file
+    has the size and SHA-256 it recorded (files whose size, ``mtime_ns``, ``ctime_ns`` and inode
+    are unchanged are not re-read). When only stat fields changed (a ``touch``, a copy) the
+    saved file is rewritten with the new ones so the next run skips hashing again. Otherwise
+    the fingerprint is computed and written atomically. The decision is logged at INFO.
+
+    Parameters
+    ----------
+    manifest_path : path-like
+        The manifest.
+    max_samples : int
+        See :func:`compute_fingerprint`.
+    seed : int
+        Seed of the voxel subsampling.
+    force : bool
+        Recompute even when a matching fingerprint is saved.
+
+    Returns
+    -------
+    FingerprintUpdate
+    """
     out = fingerprint_path(manifest_path)
-    if out.is_file() and not force:
+    saved: Fingerprint | None = None
+    if force:
+        reason = "recomputation forced (--force)"
+    elif not out.is_file():
+        reason = f"no saved fingerprint at {out}"
+    else:
         try:
             saved = Fingerprint.from_json(out.read_text(encoding="utf-8"))
         except (ValueError, KeyError, TypeError) as exc:
-            logger.info("%s: not reusable (%s); recomputing", out, exc)
+            reason = f"the saved fingerprint is not readable ({exc})"
         else:
-            per_case = _per_case(max_samples, saved.n_cases)
-            if (
-                saved.manifest_sha256 == manifest_sha256(manifest_path)
-                and saved.seed == seed
-                and saved.samples_per_case == per_case
-            ):
-                logger.info("%s: reused (manifest unchanged)", out)
-                return saved
-    fingerprint = compute_fingerprint(manifest_path, max_samples=max_samples, seed=seed)
+            reused, reason = _check_saved(saved, manifest_path, max_samples, seed)
+            if reused is not None:
+                if reused.inputs != saved.inputs:  # same content, new stat fields
+                    _save(reused, out)
+                logger.info("%s: reused (%s)", out, reason)
+                return FingerprintUpdate(reused, True, reason)
+    logger.info("%s: recomputing: %s", out, reason)
+    previous = saved.inputs if saved is not None else ()
+    fingerprint = compute_fingerprint(
+        manifest_path, max_samples=max_samples, seed=seed, previous=previous
+    )
+    _save(fingerprint, out)
+    return FingerprintUpdate(fingerprint, False, reason)
+
+
+def _save(fingerprint: Fingerprint, out: Path) -> None:
+    from medimg.io.writing import atomic_path
+
     with atomic_path(out, overwrite=True) as tmp:
         tmp.write_text(fingerprint.to_json() + "\n", encoding="utf-8")
-    return fingerprint
+
+
+def _check_saved(
+    saved: Fingerprint, manifest_path: PathLike, max_samples: int, seed: int
+) -> tuple[Fingerprint | None, str]:
+    """(the saved fingerprint with refreshed identities, why) or (None, why not)."""
+    from medimg.manifests import manifest_sha256
+
+    if saved.manifest_sha256 != manifest_sha256(manifest_path):
+        return None, "the manifest changed"
+    per_case = _per_case(max_samples, saved.n_cases)
+    if (saved.seed, saved.samples_per_case) != (seed, per_case):
+        return None, (
+            f"sampling settings changed (seed {saved.seed} -> {seed}, samples per case "
+            f"{saved.samples_per_case} -> {per_case})"
+        )
+    if not saved.inputs:
+        return None, "the saved fingerprint records no input file identities (older medimg)"
+    _, cases = _cases(manifest_path)
+    by_path = {i.identity.path: i.identity for i in saved.inputs}
+    try:
+        current = [
+            FingerprintInput(cid, role, file_identity(path, previous=by_path.get(_key(path))))
+            for case in cases
+            for cid, role, path in _input_files(case)
+        ]
+    except OSError as exc:
+        return None, f"an input file cannot be read ({exc})"
+    keys = [(i.case_id, i.role) for i in current]
+    if keys != [(i.case_id, i.role) for i in saved.inputs]:
+        return None, (
+            f"the input files differ: {len(current)} now, {len(saved.inputs)} recorded "
+            "(a file added to or removed from a series folder?)"
+        )
+    changed = [
+        (old, new)
+        for old, new in zip(saved.inputs, current, strict=True)
+        if not new.identity.same_content(old.identity)
+    ]
+    for old, new in changed:
+        logger.info("%s changed: %s", new.describe(), _difference(old.identity, new.identity))
+    if changed:
+        old, new = changed[0]
+        more = f" (and {len(changed) - 1} more)" if len(changed) > 1 else ""
+        return None, f"{new.describe()} changed: {_difference(old.identity, new.identity)}{more}"
+    return replace(saved, inputs=tuple(current)), (
+        f"manifest and {len(current)} input files unchanged"
+    )
+
+
+def _difference(old: FileIdentity, new: FileIdentity) -> str:
+    if old.size != new.size:
+        return f"size {old.size} -> {new.size} bytes"
+    return f"SHA-256 {old.sha256[:12]}... -> {new.sha256[:12]}..."
+
+
+def _key(path: Path) -> str:
+    return str(Path(path).resolve())
+
+
+def _cases(manifest_path: PathLike) -> tuple[Manifest, list[ResolvedCase]]:
+    """The manifest and its training and validation cases (what the statistics cover)."""
+    from medimg.manifests import load_manifest, resolve_cases
+
+    manifest = load_manifest(manifest_path, check_files=False)
+    return manifest, [c for c in resolve_cases(manifest, manifest_path) if c.split != "test"]
+
+
+def _input_files(case: ResolvedCase) -> list[tuple[str, str, Path]]:
+    """(case id, role, file) of every file a case's statistics read, in a fixed order."""
+    files: list[tuple[str, str, Path]] = []
+    images = list(case.images)
+    for k, image in enumerate(images):
+        role = "image" if len(images) == 1 else f"image[{k}]"
+        if image.is_dir():  # a DICOM series: every file the reader may open
+            inside = sorted(p for p in image.rglob("*") if p.is_file())
+            files += [(case.case_id, f"{role}: {p.relative_to(image)}", p) for p in inside]
+        else:
+            files.append((case.case_id, role, image))
+    if case.label is not None:
+        files.append((case.case_id, "label", case.label))
+    return files
 
 
 def compute_fingerprint(
-    manifest_path: PathLike, *, max_samples: int = DEFAULT_MAX_SAMPLES, seed: int = 0
+    manifest_path: PathLike,
+    *,
+    max_samples: int = DEFAULT_MAX_SAMPLES,
+    seed: int = 0,
+    previous: tuple[FingerprintInput, ...] = (),
 ) -> Fingerprint:
     """Compute the fingerprint of a manifest's training and validation cases, one at a time.
 
@@ -251,7 +460,8 @@ def compute_fingerprint(
     ``max_samples // n_cases`` foreground voxels per case and channel, drawn without
     replacement with ``numpy.random.default_rng((seed, case_index))`` (all of them when the case
     has fewer), so memory is bounded by ``max_samples`` per channel whatever the dataset size.
-    Foreground is label > 0 when the manifest has label maps, else every voxel.
+    Foreground is label > 0 when the manifest has label maps, else every voxel. Each input
+    file's identity is taken just before the case is read (``Fingerprint.inputs``).
 
     Parameters
     ----------
@@ -261,6 +471,8 @@ def compute_fingerprint(
         Total voxels kept per channel for the percentiles.
     seed : int
         Seed of the subsampling.
+    previous : tuple of FingerprintInput
+        Identities recorded earlier: an unchanged file's hash is reused, not re-read.
 
     Returns
     -------
@@ -271,18 +483,28 @@ def compute_fingerprint(
     ValueError
         If `max_samples` < 1 or the manifest has no training or validation case.
     """
-    from medimg.manifests import load_manifest, manifest_sha256, resolve_cases
+    from medimg.manifests import manifest_sha256
 
     if max_samples < 1:
         raise ValueError(f"max_samples must be >= 1, got {max_samples}")
-    manifest = load_manifest(manifest_path, check_files=False)
-    cases = [c for c in resolve_cases(manifest, manifest_path) if c.split != "test"]
+    manifest, cases = _cases(manifest_path)
+    by_path = {i.identity.path: i.identity for i in previous}
     per_case = _per_case(max_samples, len(cases))
     acc = _Accumulator(len(manifest.channels))
+    inputs: list[FingerprintInput] = []
     for index, case in enumerate(cases):
+        try:
+            inputs += [
+                FingerprintInput(cid, role, file_identity(p, previous=by_path.get(_key(p))))
+                for cid, role, p in _input_files(case)
+            ]
+        except OSError:
+            _load_case(manifest, case)  # raises the reader's error naming the file
+            raise
         rng = np.random.default_rng((seed, index))
         acc.add(_load_case(manifest, case), per_case, rng)
-    return acc.finish(manifest, manifest_sha256(manifest_path), per_case, seed)
+    fingerprint = acc.finish(manifest, manifest_sha256(manifest_path), per_case, seed)
+    return replace(fingerprint, inputs=tuple(inputs))
 
 
 def _per_case(max_samples: int, n_cases: int) -> int:

@@ -16,7 +16,9 @@ def register(sub: Any) -> None:
         description="Compute spacings, shapes, foreground intensity statistics, label fractions "
         "and class counts of the training and validation cases, one case at a time, and save "
         "them as <manifest stem>.fingerprint.json beside the manifest. A saved fingerprint is "
-        "reused while the manifest's bytes are unchanged.",
+        "reused while the manifest's bytes, the sampling settings and the content (size and "
+        "SHA-256) of every input file are unchanged, else recomputed; the last line says "
+        "which and why.",
     )
     p.add_argument("manifest", metavar="MANIFEST", help="manifest JSON file")
     p.add_argument("--force", action="store_true", help="recompute even if a saved one matches")
@@ -34,11 +36,12 @@ def register(sub: Any) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Handle ``medimg fingerprint``."""
-    from medimg.fingerprint import fingerprint_path, load_or_compute_fingerprint
+    from medimg.fingerprint import fingerprint_path, update_fingerprint
 
-    fp = load_or_compute_fingerprint(
+    update = update_fingerprint(
         args.manifest, max_samples=args.max_samples, seed=args.seed, force=args.force
     )
+    fp = update.fingerprint
     if args.json:
         print(fp.to_json())
         return 0
@@ -59,4 +62,5 @@ def run(args: argparse.Namespace) -> int:
         print(f"  label fractions  {fractions}")
     if fp.class_counts:
         print(f"  class counts     {', '.join(f'{k}: {v}' for k, v in fp.class_counts.items())}")
+    print(f"  {'reused' if update.reused else 'recomputed':<16} {update.reason}")
     return 0

@@ -3,9 +3,28 @@
 :class:`CachedChain` wraps a chain; the cache key of a sample is the SHA-256 of
 
 * the chain's parameters (:func:`chain_key`: modality, every :class:`PreprocessConfig` field,
-  the fingerprint, medimg's version and :data:`CACHE_VERSION`), and
-* each input file named in the sample: its resolved path, size and modification time
-  (``key_by="stat"``, free) or its bytes (``key_by="content"``, survives copies and touches).
+  the fingerprint's statistics, medimg's version and :data:`CACHE_VERSION`), and
+* each input file named in the sample, by ``key_by``:
+
+  ``"identity"`` (the default)
+      Its size and SHA-256 (:func:`medimg.io.integrity.file_identity`). The content decides:
+      any change of a voxel misses, even when a tool put the old ``mtime`` back (``cp -p``,
+      ``rsync -t``, ``os.utime``), while a ``touch``, a copy or a move still hits. The hash is
+      computed once per file: a small index in ``cache_dir/identities/`` keeps each file's
+      identity, and while its size, ``mtime_ns``, ``ctime_ns`` and inode are unchanged the
+      recorded hash is reused, so later epochs and runs only ``stat`` the file. ``ctime`` is
+      set by the kernel on every write or metadata change and cannot be set back by user
+      tools, which is why the shortcut is safe.
+  ``"content"``
+      Size and SHA-256, re-read on every call (no index; for file systems whose stat fields
+      cannot be trusted).
+  ``"stat"``
+      Resolved path, size, ``mtime_ns``, ``ctime_ns`` and inode, without reading the file: a
+      rewrite misses even with its ``mtime`` restored (``ctime`` moved), but so do a ``touch``
+      and a copy.
+
+Why not ``mtime`` alone (the key before issue 12): a file rewritten with its ``mtime`` kept
+hit the old entry and training used the old arrays.
 
 So a second epoch or a second run loads the result instead of recomputing it, and changing any
 parameter or input file gives a new key (the old entry is simply not read again). MONAI's
@@ -13,9 +32,11 @@ parameter or input file gives a new key (the old entry is simply not read again)
 so after a change of target spacing or HU window it keeps serving the old arrays from the same
 cache folder; ``tests/transforms/test_cache.py`` shows it.
 
-Entries are written to a temporary file and renamed into place (:func:`medimg.io.atomic_path`),
-so several DataLoader workers or runs can share a folder: a reader sees a whole entry or none,
-and two writers of one key write identical content. An unreadable entry is recomputed.
+Entries and index records are written to a temporary file and renamed into place
+(:func:`medimg.io.atomic_path`), so several DataLoader workers or runs can share a folder: a
+reader sees a whole entry or none, two writers of one key write identical content, and two
+writers of one index record each write a valid identity of the file. An unreadable entry is
+recomputed; an unreadable index record is re-hashed.
 """
 
 from __future__ import annotations
@@ -35,6 +56,7 @@ from monai.data.meta_tensor import MetaTensor
 
 from medimg.errors import ConfigError
 from medimg.io import atomic_path
+from medimg.io.integrity import FileIdentity, file_identity
 from medimg.keys import Keys
 from medimg.modality import Modality
 from medimg.transforms.config import PreprocessConfig
@@ -50,7 +72,7 @@ logger = logging.getLogger(__name__)
 CACHE_VERSION = 1
 """Bumped whenever a change to the chain code changes its output, so old entries are not read."""
 
-KeyBy = Literal["stat", "content"]
+KeyBy = Literal["identity", "content", "stat"]
 
 _UNREADABLE = (
     OSError,
@@ -81,20 +103,43 @@ def chain_key(modality: Modality, config: PreprocessConfig, fingerprint: Fingerp
         "medimg": medimg.__version__,
         "modality": modality.value,
         "config": dataclasses.asdict(config),
-        "fingerprint": None if fingerprint is None else json.loads(fingerprint.to_json()),
+        "fingerprint": None if fingerprint is None else json.loads(fingerprint.statistics_json()),
     }
     return hashlib.sha256(json.dumps(params, sort_keys=True).encode()).hexdigest()
 
 
-def _file_digest(path: Path, key_by: KeyBy) -> str:
+def _file_digest(path: Path, key_by: KeyBy, index: _IdentityIndex | None) -> str:
     if key_by == "stat":
         st = path.stat()
-        return f"{path.resolve()}:{st.st_size}:{st.st_mtime_ns}"
-    sha = hashlib.sha256()
-    with path.open("rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            sha.update(block)
-    return sha.hexdigest()
+        return f"{path.resolve()}:{st.st_size}:{st.st_mtime_ns}:{st.st_ctime_ns}:{st.st_ino}"
+    identity = index.identity(path) if index is not None else file_identity(path)
+    return f"{identity.size}:{identity.sha256}"
+
+
+class _IdentityIndex:
+    """Each input file's last identity, in memory and in ``cache_dir/identities/``."""
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+        self.known: dict[str, FileIdentity] = {}
+
+    def identity(self, path: Path) -> FileIdentity:
+        resolved = str(path.resolve())
+        record = self.folder / f"{hashlib.sha256(resolved.encode()).hexdigest()}.json"
+        previous = self.known.get(resolved) or self._read(record)
+        identity = file_identity(path, previous=previous)
+        if identity is not previous:  # new or changed (stat or content): record it
+            with atomic_path(record, overwrite=True) as tmp:
+                tmp.write_text(json.dumps(identity.to_json()), encoding="utf-8")
+        self.known[resolved] = identity
+        return identity
+
+    @staticmethod
+    def _read(record: Path) -> FileIdentity | None:
+        try:
+            return FileIdentity.from_json(json.loads(record.read_text(encoding="utf-8")))
+        except (OSError, ValueError):
+            return None
 
 
 def _pack(sample: Mapping[Hashable, Any]) -> dict[str, Any]:
@@ -132,8 +177,13 @@ class CachedChain:
         Folder of the entries (created when needed); may be shared by workers and runs.
     params_key : str
         :func:`chain_key` of the chain's parameters.
-    key_by : {"stat", "content"}
+    key_by : {"identity", "content", "stat"}
         How input files enter the key (see the module docstring).
+
+    Raises
+    ------
+    ConfigError
+        For an unknown ``key_by``.
     """
 
     def __init__(
@@ -142,12 +192,17 @@ class CachedChain:
         cache_dir: Path | str,
         params_key: str,
         *,
-        key_by: KeyBy = "stat",
+        key_by: KeyBy = "identity",
     ) -> None:
-        if key_by not in ("stat", "content"):
-            raise ConfigError(f"key_by must be 'stat' or 'content', got {key_by!r}")
+        if key_by not in ("identity", "content", "stat"):
+            raise ConfigError(
+                f"key_by must be 'stat' or 'content' or 'identity' (the default), got {key_by!r}"
+            )
         self.chain, self.cache_dir = chain, Path(cache_dir)
         self.params_key, self.key_by = params_key, key_by
+        self._index = (
+            _IdentityIndex(self.cache_dir / "identities") if key_by == "identity" else None
+        )
 
     def entry_path(self, data: Mapping[Hashable, Any]) -> Path | None:
         """Where the sample's entry lives, or None when an input is in memory (no caching)."""
@@ -155,7 +210,7 @@ class CachedChain:
         for key in sorted(data, key=str):
             value = data[key]
             if isinstance(value, (str, Path)) and Path(value).is_file():
-                parts.append(f"{key}={_file_digest(Path(value), self.key_by)}")
+                parts.append(f"{key}={_file_digest(Path(value), self.key_by, self._index)}")
             elif isinstance(value, (str, int, float)):
                 parts.append(f"{key}={value!r}")  # e.g. a case id: part of the key as is
             else:

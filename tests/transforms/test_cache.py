@@ -134,7 +134,8 @@ def test_workers_share_a_cache_folder(case: dict[str, str], tmp_path: Path) -> N
         sums = list(pool.map(_worker, [(case, cache)] * 4))
     assert len(set(sums)) == 1
     entries = list(Path(cache).rglob("*"))
-    assert [p.suffix for p in entries if p.is_file()] == [".pt"]  # no temporary file left
+    # one entry, one identity-index record per input file (image, label); no temporary left
+    assert sorted(p.suffix for p in entries if p.is_file()) == [".json", ".json", ".pt"]
 
 
 def test_monai_persistent_dataset_keys_by_the_data_dict_only(
