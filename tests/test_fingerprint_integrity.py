@@ -201,3 +201,20 @@ def test_inputs_are_provenance_not_statistics(tmp_path: Path) -> None:
     assert "inputs" not in json.loads(fp.statistics_json())
     with pytest.raises(ValueError, match=r"inputs must hold case_id, role and identity records"):
         Fingerprint.from_json(json.dumps({**json.loads(fp.to_json()), "inputs": [{"x": 1}]}))
+
+
+def _fingerprint_mean(manifest: str) -> float:
+    return load_or_compute_fingerprint(manifest, force=True).intensity[0].mean
+
+
+def test_concurrent_writers_leave_one_whole_fingerprint(tmp_path: Path) -> None:
+    from concurrent.futures import ProcessPoolExecutor
+
+    manifest = _dataset(tmp_path)
+    with ProcessPoolExecutor(2) as pool:
+        means = list(pool.map(_fingerprint_mean, [str(manifest)] * 4))
+    assert means == [pytest.approx(38.0)] * 4
+    saved = Fingerprint.from_json(fingerprint_path(manifest).read_text())  # whole, parseable
+    assert len(saved.inputs) == 4
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []  # no temporary
+    assert update_fingerprint(manifest).reused
