@@ -1,20 +1,27 @@
 """A trained model's folder: what predicting needs, written by training, read back checked.
 
 ``model.json`` holds the network configuration, the preprocessing options, the modality, the
-output names (segmentation labels or classes) and the checkpoint's SHA-256; the dataset
-fingerprint sits beside it in ``fingerprint.json``. :func:`load_model_bundle` rebuilds the
-network, verifies the checkpoint's digest and loads its weights with ``weights_only=True``.
+output names (segmentation labels or classes) and the SHA-256 of the checkpoint and of the
+dataset fingerprint, which sits beside it in ``fingerprint.json``. :func:`load_model_bundle`
+checks every key and type of ``model.json`` (a hand-edited or damaged record is refused naming
+the key, never half-used), rebuilds the network, verifies both digests and loads the weights
+with ``weights_only=True``.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
+import logging
+import re
+import types
+import typing
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from medimg.errors import ConfigError
+from medimg.errors import CheckpointError, ConfigError
 from medimg.evaluation.report import write_json
 from medimg.networks import NetworkConfig, build_network
 from medimg.training.checkpoint import load_checkpoint, sha256_file
@@ -29,7 +36,24 @@ if TYPE_CHECKING:
 
 __all__ = ["MODEL_RECORD", "ModelBundle", "load_model_bundle", "save_model_bundle"]
 
+logger = logging.getLogger(__name__)
+
 MODEL_RECORD = "model.json"
+
+_KEYS: Mapping[str, tuple[type, ...]] = types.MappingProxyType(
+    {
+        "network": (dict,),
+        "preprocess": (dict,),
+        "modality": (str,),
+        "outputs": (dict,),
+        "checkpoint": (str,),
+        "checkpoint_sha256": (str,),
+        "fingerprint": (str, type(None)),
+    }
+)
+"""The keys of ``model.json`` and their JSON types (``fingerprint_sha256`` is optional)."""
+
+_SHA256 = re.compile(r"[0-9a-f]{64}")
 
 
 @dataclass(frozen=True)
@@ -72,11 +96,8 @@ def save_model_bundle(
     }
     if fingerprint is not None:
         (folder / "fingerprint.json").write_text(fingerprint.to_json() + "\n", encoding="utf-8")
+        record["fingerprint_sha256"] = sha256_file(folder / "fingerprint.json")
     return write_json(record, folder / MODEL_RECORD, overwrite=True)
-
-
-def _tuples(values: Mapping[str, Any]) -> dict[str, Any]:
-    return {k: tuple(v) if isinstance(v, list) else v for k, v in values.items()}
 
 
 def load_model_bundle(model_dir: PathLike) -> ModelBundle:
@@ -87,9 +108,10 @@ def load_model_bundle(model_dir: PathLike) -> ModelBundle:
     ConfigError
         When ``model_dir`` has no ``model.json`` (not a trained model folder).
     CheckpointError
-        When the weights are missing, replaced or not loadable with ``weights_only=True``.
+        When ``model.json`` is not valid JSON, lacks a key or has a wrong type or value (the
+        message names the file and the key), or the weights or the fingerprint are missing,
+        replaced, damaged, not loadable with ``weights_only=True`` or do not fit the network.
     """
-    from medimg.fingerprint import Fingerprint
     from medimg.transforms import PreprocessConfig
 
     folder = Path(model_dir)
@@ -98,19 +120,202 @@ def load_model_bundle(model_dir: PathLike) -> ModelBundle:
         raise ConfigError(
             f"model folder must hold {MODEL_RECORD}, got none in {folder}; train first"
         )
-    record = json.loads(path.read_text(encoding="utf-8"))
-    network = NetworkConfig(**_tuples(record["network"]))
+    record = _read_record(path)
+    network = _settings(NetworkConfig, record["network"], path, "network")
+    preprocess = _settings(PreprocessConfig, record["preprocess"], path, "preprocess")
     model = build_network(network)
-    state = load_checkpoint(folder / record["checkpoint"], sha256=record["checkpoint_sha256"])
-    model.load_state_dict(state["model"])
-    fp_name = record["fingerprint"]
-    fingerprint = None if fp_name is None else Fingerprint.from_json((folder / fp_name).read_text())
+    checkpoint = _inside(folder, record["checkpoint"], path, "checkpoint")
+    try:
+        state = load_checkpoint(checkpoint, sha256=record["checkpoint_sha256"])
+    except OSError as exc:  # torch.load of a truncated zip: OSError(EINVAL); EIO, EACCES
+        raise CheckpointError(
+            f"checkpoint {checkpoint} cannot be read ({exc.strerror or exc}); it is damaged or "
+            "truncated: restore it or train again"
+        ) from None
+    weights = state.get("model") if isinstance(state, dict) else None
+    if not isinstance(weights, Mapping):
+        raise CheckpointError(
+            f"checkpoint {checkpoint} must hold the network's weights under 'model', got "
+            f"{type(state).__name__} with keys {sorted(state) if isinstance(state, dict) else []}"
+        )
+    try:
+        model.load_state_dict(weights)
+    except RuntimeError as exc:  # torch: missing, unexpected or differently shaped tensors
+        first = str(exc).strip().splitlines()[:2]
+        raise CheckpointError(
+            f"checkpoint {checkpoint} does not fit the network of {path} "
+            f"({' '.join(line.strip() for line in first)[:300]}); model.json and the weights "
+            "come from different runs: train again or restore the folder"
+        ) from None
     return ModelBundle(
         model=model.eval(),
         network=network,
-        preprocess=PreprocessConfig(**_tuples(record["preprocess"])),
+        preprocess=preprocess,
         modality=record["modality"],
         outputs={int(k): v for k, v in record["outputs"].items()},
-        fingerprint=fingerprint,
+        fingerprint=_fingerprint(folder, record, path),
         checkpoint_sha256=record["checkpoint_sha256"],
     )
+
+
+def _read_record(path: Path) -> dict[str, Any]:
+    """``model.json`` parsed, with every key present and of its type."""
+    from medimg.modality import lookup_modality
+
+    fix = "the model folder is damaged or was edited: train again or restore it"
+    try:
+        record = json.loads(path.read_text(encoding="utf-8"))
+    except UnicodeDecodeError as exc:
+        raise CheckpointError(f"{path}: must be UTF-8 JSON, got {exc.reason}; {fix}") from None
+    except json.JSONDecodeError as exc:
+        raise CheckpointError(
+            f"{path}: not valid JSON ({exc.msg} at line {exc.lineno} column {exc.colno}); {fix}"
+        ) from None
+    if not isinstance(record, dict):
+        raise CheckpointError(f"{path}: must hold a JSON object, got {_kind(record)}; {fix}")
+    missing = [key for key in _KEYS if key not in record]
+    if missing:
+        raise CheckpointError(f"{path}: missing key{'s' * (len(missing) > 1)} "
+                              f"{', '.join(map(repr, missing))}; {fix}")  # fmt: skip
+    for key, kinds in _KEYS.items():
+        if not isinstance(record[key], kinds):
+            raise CheckpointError(
+                f"{path}: key {key!r} must be {' or '.join(_JSON_NAMES[k] for k in kinds)}, "
+                f"got {_kind(record[key])}; {fix}"
+            )
+    for key in ("checkpoint_sha256", "fingerprint_sha256"):
+        if key in record and not (isinstance(record[key], str) and _SHA256.fullmatch(record[key])):
+            raise CheckpointError(
+                f"{path}: key {key!r} must be 64 lowercase hex digits, got {record[key]!r}; {fix}"
+            )
+    for k, v in record["outputs"].items():
+        if not (k.isdigit() and isinstance(v, str)):
+            raise CheckpointError(
+                f"{path}: key 'outputs' must map output indices to names, got {k!r}: {v!r}; {fix}"
+            )
+    try:
+        lookup_modality(record["modality"])
+    except ValueError as exc:
+        raise CheckpointError(f"{path}: key 'modality': {exc}; {fix}") from None
+    return record
+
+
+_JSON_NAMES = {dict: "an object", str: "a string", type(None): "null"}
+
+
+def _kind(value: object) -> str:
+    text = json.dumps(value)
+    return f"{type(value).__name__} {text if len(text) <= 40 else text[:37] + '...'}"
+
+
+def _inside(folder: Path, name: str, path: Path, key: str) -> Path:
+    """``folder / name``, refused when ``name`` leaves the folder (a record must be portable)."""
+    relative = Path(name)
+    if not name or relative.is_absolute() or ".." in relative.parts:
+        raise CheckpointError(f"{path}: key {key!r} must name a file inside {folder}, got {name!r}")
+    return folder / relative
+
+
+def _fingerprint(folder: Path, record: Mapping[str, Any], path: Path) -> Fingerprint | None:
+    from medimg.fingerprint import Fingerprint
+
+    if record["fingerprint"] is None:
+        return None
+    fp_path = _inside(folder, record["fingerprint"], path, "fingerprint")
+    if not fp_path.is_file():
+        raise CheckpointError(
+            f"fingerprint {fp_path} named by {path} not found; restore it or train again"
+        )
+    expected = record.get("fingerprint_sha256")
+    if expected is None:
+        logger.warning("%s records no fingerprint_sha256 (older medimg); %s is not verified",
+                       path, fp_path)  # fmt: skip
+    elif (found := sha256_file(fp_path)) != expected:
+        raise CheckpointError(
+            f"fingerprint {fp_path} has SHA-256 {found}, expected {expected} (recorded in {path}); "
+            "it was replaced or damaged: restore it or train again"
+        )
+    try:
+        return Fingerprint.from_json(fp_path.read_text(encoding="utf-8"))
+    except (ValueError, KeyError, TypeError) as exc:  # from_json's parse of a damaged document
+        raise CheckpointError(
+            f"fingerprint {fp_path} cannot be read ({type(exc).__name__}: {exc}); "
+            "restore it or train again"
+        ) from None
+
+
+def _settings(cls: type[Any], values: Mapping[str, Any], path: Path, key: str) -> Any:
+    """``cls(**values)`` for a settings dataclass, each field's JSON value checked first."""
+    hints = typing.get_type_hints(cls)
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    unknown = sorted(set(values) - set(fields))
+    if unknown:
+        raise CheckpointError(
+            f"{path}: {key}.{unknown[0]} is not a setting of {cls.__name__} "
+            f"(valid: {', '.join(fields)})"
+        )
+    required = [n for n, f in fields.items() if f.default is dataclasses.MISSING
+                and f.default_factory is dataclasses.MISSING]  # fmt: skip
+    missing = [name for name in required if name not in values]
+    if missing:
+        raise CheckpointError(f"{path}: {key}.{missing[0]} is missing")
+    converted = {}
+    for name, value in values.items():
+        try:
+            converted[name] = _as_type(value, hints[name])
+        except TypeError as exc:
+            raise CheckpointError(
+                f"{path}: {key}.{name} must be {exc}, got {_kind(value)}"
+            ) from None
+    try:
+        return cls(**converted)
+    except ConfigError as exc:
+        raise CheckpointError(f"{path}: {key}: {exc}") from None
+
+
+def _as_type(value: Any, hint: Any) -> Any:
+    """``value`` as the type ``hint`` (JSON lists become tuples); TypeError names the type."""
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if origin in (typing.Union, types.UnionType):
+        for option in args:
+            try:
+                return _as_type(value, option)
+            except TypeError:
+                continue
+        raise TypeError(" or ".join(_type_name(a) for a in args))
+    if origin is typing.Literal:
+        if value in args:
+            return value
+        raise TypeError(f"one of {', '.join(map(repr, args))}")
+    if origin is tuple:
+        if not isinstance(value, list | tuple):
+            raise TypeError(_type_name(hint))
+        items = args[:1] * len(value) if len(args) == 2 and args[1] is Ellipsis else args
+        if len(items) != len(value):
+            raise TypeError(_type_name(hint))
+        try:
+            return tuple(_as_type(v, t) for v, t in zip(value, items, strict=True))
+        except TypeError:
+            raise TypeError(_type_name(hint)) from None
+    if hint is type(None):
+        if value is None:
+            return None
+    elif hint is float:
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            return float(value)
+    elif isinstance(hint, type) and isinstance(value, hint):
+        if not (hint is int and isinstance(value, bool)):
+            return value
+    raise TypeError(_type_name(hint))
+
+
+def _type_name(hint: Any) -> str:
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if origin is tuple:
+        if len(args) == 2 and args[1] is Ellipsis:
+            return f"a list of {_type_name(args[0])}"
+        return f"a list of {len(args)} ({', '.join(_type_name(a) for a in args)})"
+    if origin is typing.Literal:
+        return f"one of {', '.join(map(repr, args))}"
+    names = {int: "int", float: "number", str: "string", bool: "bool", type(None): "null"}
+    return names.get(hint, str(hint))
