@@ -7,6 +7,8 @@ import struct
 from pathlib import Path
 from typing import Any
 
+from medimg.io.dicom._validity import convert_errors
+
 __all__ = ["candidate_files", "not_an_image", "read_header"]
 
 logger = logging.getLogger(__name__)
@@ -78,17 +80,18 @@ def read_header(
     from pydicom.errors import InvalidDicomError
 
     options: dict[str, Any] = {"defer_size": 2048} if pixels else {"stop_before_pixels": True}
+    read_errors = (*_READ_ERRORS, *convert_errors())
     try:
         return pydicom.dcmread(path, **options)
     except InvalidDicomError:
         pass  # no preamble / 'DICM' prefix: some archives strip it; try once more below
-    except _READ_ERRORS as exc:
+    except read_errors as exc:
         detail = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else ""
         reason = f"truncated/unreadable DICOM header (pydicom: {type(exc).__name__}: {detail})"
         left_out.append(f"{path}: {reason}; re-copy the file")
         broken.append((path, reason))
         return None
-    forced_errors: tuple[type[BaseException], ...] = (InvalidDicomError, *_READ_ERRORS)
+    forced_errors: tuple[type[BaseException], ...] = (InvalidDicomError, *read_errors)
     try:
         ds = pydicom.dcmread(path, force=True, **options)
         if "SOPClassUID" not in ds or "SeriesInstanceUID" not in ds:

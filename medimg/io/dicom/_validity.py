@@ -24,6 +24,7 @@ modality (CT, MR, PT, NM, US, OT...) needs the patient geometry to be placed in 
 from __future__ import annotations
 
 import math
+import struct
 import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -32,6 +33,9 @@ from typing import Any
 
 __all__ = [
     "PROJECTION_MODALITIES",
+    "convert_errors",
+    "decode_values",
+    "header_extent",
     "header_problems",
     "quiet_pydicom",
     "tag_label",
@@ -69,7 +73,75 @@ def quiet_pydicom() -> Iterator[None]:
         yield
 
 
-def _extent(ds: Any) -> int:
+_CONVERT_ERRORS: tuple[type[BaseException], ...] = (
+    ValueError,
+    OverflowError,
+    TypeError,
+    LookupError,
+    AttributeError,
+    NotImplementedError,
+    EOFError,
+    struct.error,
+)
+
+
+def convert_errors() -> tuple[type[BaseException], ...]:
+    """What pydicom raises when it parses or converts a corrupt value."""
+    from pydicom.errors import BytesLengthException
+
+    return (*_CONVERT_ERRORS, BytesLengthException)
+
+
+_MAX_DEPTH = 8
+
+
+def decode_values(ds: Any, *, depth: int = 0) -> list[str]:
+    """Convert every element of ``ds`` (and its sequences) now; drop those pydicom cannot.
+
+    pydicom converts a value when it is first accessed, and a corrupt value (``IS`` of
+    ``1e400``, a sequence with a broken item) raises there, deep in any later code. Each
+    element that fails is removed and named in the returned problems, so that the rest of
+    medimg reads only values that decoded. Pixel data are left deferred.
+    """
+    problems: list[str] = []
+    datasets = [ds] if depth else [getattr(ds, "file_meta", None), ds]
+    for dataset in datasets:
+        if dataset is None:
+            continue
+        for tag in list(dataset.keys()):
+            if tag in (0x7FE00010, 0x7FE00008, 0x7FE00009) or tag >= 0xFFFA0000:
+                continue
+            try:
+                element = dataset[tag]
+                items = list(element.value) if element.VR == "SQ" else []
+            except convert_errors() as exc:
+                problems.append(_undecodable(tag, exc))
+                del dataset[tag]
+                continue
+            if depth >= _MAX_DEPTH and items:
+                problems.append(f"{_tag_text(tag)} nests sequences deeper than {_MAX_DEPTH}")
+                del dataset[tag]
+                continue
+            for item in items:
+                problems.extend(decode_values(item, depth=depth + 1))
+    return problems
+
+
+def _tag_text(tag: int) -> str:
+    from pydicom.datadict import keyword_for_tag
+
+    return f"{keyword_for_tag(tag) or 'element'} ({tag >> 16:04X},{tag & 0xFFFF:04X})"
+
+
+def _undecodable(tag: int, exc: BaseException) -> str:
+    detail = str(exc).strip().splitlines()[0][:120] if str(exc).strip() else ""
+    return (
+        f"{_tag_text(tag)} holds a value that cannot be decoded "
+        f"(pydicom: {type(exc).__name__}: {detail})"
+    )
+
+
+def header_extent(ds: Any) -> int:
     """Largest end offset (bytes) of the not yet converted elements of ``ds``."""
     from pydicom.dataelem import RawDataElement
 
@@ -107,7 +179,10 @@ def _straddler(ds: Any, size: int) -> str:
 def _is_image_class(ds: Any) -> bool:
     from pydicom.uid import UID
 
-    uid = ds.get("SOPClassUID") or getattr(ds, "file_meta", {}).get("MediaStorageSOPClassUID")
+    try:
+        uid = ds.get("SOPClassUID") or getattr(ds, "file_meta", {}).get("MediaStorageSOPClassUID")
+    except convert_errors():
+        return False
     return bool(uid) and "Image Storage" in UID(str(uid)).name
 
 
@@ -237,8 +312,13 @@ def _pixel_length_problem(ds: Any, path: Path, expected: int, header_end: int) -
 
     sizes = f"{tag_label('Rows')} x {tag_label('Columns')} x frames x bits"
     element = ds.get_item(0x7FE00010) if "PixelData" in ds else None
+    length = None
     if isinstance(element, RawDataElement) and element.length != _UNDEFINED:
         length = int(element.length)
+    elif element is not None and not isinstance(element, RawDataElement):
+        value = element.value  # already read (short or empty): its real length
+        length = len(value) if isinstance(value, bytes) else 0
+    if length is not None:
         if length < expected:
             return (
                 f"{tag_label('PixelData')} must hold {expected} bytes for {sizes}, found "
@@ -251,7 +331,7 @@ def _pixel_length_problem(ds: Any, path: Path, expected: int, header_end: int) -
                 "re-export the file"
             )
         return ""
-    after = path.stat().st_size - header_end
+    after = path.stat().st_size - header_end - 8  # the pixel data element's own tag/length
     if element is None and after < expected:
         return (
             f"truncated pixel data: {tag_label('PixelData')} must hold {expected} bytes for "
@@ -260,16 +340,16 @@ def _pixel_length_problem(ds: Any, path: Path, expected: int, header_end: int) -
     return ""
 
 
-def header_problems(ds: Any, path: Path) -> list[str]:
+def header_problems(ds: Any, path: Path, header_end: int) -> list[str]:
     """What makes the header of one image file unusable (empty when nothing does).
 
     Checks, before any pixel is decoded: a transfer syntax medimg can decode, Rows/Columns
     >= 1, a sane bit layout (BitsAllocated 1, 8, 16, 32 or 64; 1 <= BitsStored <=
     BitsAllocated; HighBit = BitsStored - 1; PixelRepresentation 0 or 1), NumberOfFrames >= 1
     (one functional-group item per frame),
-    and, for uncompressed data, a pixel data length that matches them.
+    and, for uncompressed data, a pixel data length that matches them (``header_end``, from
+    :func:`header_extent` before the values were decoded, is where the pixel data can start).
     """
-    header_end = _extent(ds)
     problems: list[str] = []
     syntax = _syntax_problem(ds)
     if syntax:

@@ -18,6 +18,7 @@ from numpy.typing import NDArray
 
 from medimg.errors import DicomSeriesError, ImageTooLargeError
 from medimg.io.dicom._frames import DicomFrame
+from medimg.io.dicom._validity import convert_errors
 from medimg.io.dicom.checks import StackGeometry, stack_geometry
 from medimg.io.dicom.discovery import DicomSeries
 from medimg.io.dicom.options import DicomReadOptions
@@ -77,7 +78,7 @@ def decode_frames(ds: Any, label: str) -> NDArray[Any]:
         direct = _read_deferred(ds, dtype, count)
         if direct is not None:
             return direct.reshape(n, rows, cols)
-        buffer = ds.PixelData
+        buffer = ds.PixelData or b""
         if len(buffer) < count * dtype.itemsize:
             raise DicomSeriesError(
                 f"{label}: pixel data must hold {count * dtype.itemsize} bytes for {n} x "
@@ -94,7 +95,7 @@ def decode_frames(ds: Any, label: str) -> NDArray[Any]:
     syntax = ds.file_meta.get("TransferSyntaxUID")
     try:
         array = ds.pixel_array
-    except (RuntimeError, NotImplementedError, ValueError, AttributeError, OSError) as exc:
+    except (RuntimeError, OSError, *convert_errors()) as exc:
         name = getattr(syntax, "name", str(syntax))
         raise DicomSeriesError(
             f"{label}: pixel data ({name}) must be decodable, got {type(exc).__name__}: "

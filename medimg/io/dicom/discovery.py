@@ -30,6 +30,8 @@ from medimg.io.dicom._files import candidate_files, not_an_image, read_header
 from medimg.io.dicom._frames import DicomFrame, frames_of
 from medimg.io.dicom._validity import (
     PROJECTION_MODALITIES,
+    decode_values,
+    header_extent,
     header_problems,
     quiet_pydicom,
     tag_label,
@@ -230,11 +232,13 @@ def _read_frames(
         uid = str(ds.get("SeriesInstanceUID", "") or "") or None
         broken.append(_Broken(path, cut, uid))
         return []
+    header_end = header_extent(ds)
+    undecodable = decode_values(ds)
     reason = not_an_image(ds)
     if reason:
         left_out.append(f"{path}: {reason}")
         return []
-    return frames_of(ds, path, header_problems(ds, path))
+    return frames_of(ds, path, undecodable + header_problems(ds, path, header_end))
 
 
 def _broken_of(
