@@ -93,9 +93,10 @@ def decode_frames(ds: Any, label: str) -> NDArray[Any]:
             )
         return np.frombuffer(buffer, dtype=dtype, count=count).reshape(n, rows, cols)
     syntax = ds.file_meta.get("TransferSyntaxUID")
+    errors: tuple[type[BaseException], ...] = (RuntimeError, OSError, *convert_errors())
     try:
         array = ds.pixel_array
-    except (RuntimeError, OSError, *convert_errors()) as exc:
+    except errors as exc:
         name = getattr(syntax, "name", str(syntax))
         raise DicomSeriesError(
             f"{label}: pixel data ({name}) must be decodable, got {type(exc).__name__}: "
