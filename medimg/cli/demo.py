@@ -13,6 +13,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from medimg.cli import non_negative_int, positive_int
+
 __all__ = ["NOT_YET", "register"]
 
 logger = logging.getLogger(__name__)
@@ -44,9 +46,11 @@ def register(sub: Any) -> None:
     p.add_argument(
         "--out", type=Path, default=Path("medimg-demo"), help="output folder (./medimg-demo)"
     )
-    p.add_argument("--cases", type=int, default=10, help="synthetic cases, 1 in 5 held out")
-    p.add_argument("--epochs", type=int, default=60, help="training epochs (default: 60)")
-    p.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
+    p.add_argument(
+        "--cases", type=positive_int, default=10, help="synthetic cases, 1 in 5 held out"
+    )
+    p.add_argument("--epochs", type=positive_int, default=60, help="training epochs (default: 60)")
+    p.add_argument("--seed", type=non_negative_int, default=0, help="random seed (default: 0)")
     p.add_argument("--device", default="auto", help="auto, cpu or cuda (default: auto)")
     p.add_argument("--progress", action="store_true", help="show a training progress bar")
     p.add_argument("--force", action="store_true", help="replace an earlier demo in --out")

@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
+from medimg.cli import non_negative_int, positive_int
+
 __all__ = ["register"]
 
 
@@ -23,8 +25,10 @@ def register(sub: Any) -> None:
     ):
         k = kinds.add_parser(kind, help=helptext, description=helptext)
         k.add_argument("out_dir", metavar="OUT_DIR", help="folder to write into")
-        k.add_argument("--cases", type=int, default=default, help=f"cases (default {default})")
-        k.add_argument("--seed", type=int, default=0, help="dataset seed (default 0)")
+        k.add_argument(
+            "--cases", type=positive_int, default=default, help=f"cases (default {default})"
+        )
+        k.add_argument("--seed", type=non_negative_int, default=0, help="dataset seed (default 0)")
         k.add_argument("--force", action="store_true", help="overwrite an existing dataset")
         k.set_defaults(handler=run)
 
