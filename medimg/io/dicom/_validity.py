@@ -147,7 +147,7 @@ def header_extent(ds: Any) -> int:
 
     end = 0
     for tag in list(ds.keys()):
-        element = ds.get_item(tag)
+        element = ds.get_item(tag, keep_deferred=True)
         if isinstance(element, RawDataElement) and element.length != _UNDEFINED:
             if element.value_tell is not None:
                 end = max(end, int(element.value_tell) + int(element.length))
@@ -163,7 +163,7 @@ def _straddler(ds: Any, size: int) -> str:
         if dataset is None:
             continue
         for tag in list(dataset.keys()):
-            element = dataset.get_item(tag)
+            element = dataset.get_item(tag, keep_deferred=True)
             if not isinstance(element, RawDataElement) or element.length == _UNDEFINED:
                 continue
             start = int(element.value_tell or 0)
@@ -311,7 +311,7 @@ def _pixel_length_problem(ds: Any, path: Path, expected: int, header_end: int) -
     from pydicom.dataelem import RawDataElement
 
     sizes = f"{tag_label('Rows')} x {tag_label('Columns')} x frames x bits"
-    element = ds.get_item(0x7FE00010) if "PixelData" in ds else None
+    element = ds.get_item(0x7FE00010, keep_deferred=True) if "PixelData" in ds else None
     length = None
     if isinstance(element, RawDataElement) and element.length != _UNDEFINED:
         length = int(element.length)
