@@ -154,14 +154,15 @@ def test_fifty_cases_five_broken(
 
 @pytest.mark.slow  # a subprocess importing torch and MONAI, about 6 s
 def test_kill_9_at_a_random_moment_then_resume(world: dict[str, Path], tmp_path: Path) -> None:
-    reference = world["root"] / "reference"
-    if not reference.is_dir():
-        pytest.skip("needs test_fifty_cases_five_broken's outputs")
     n = 8
     # the manifest beside the images: paths outside a manifest's folder need an opt-in
     manifest = _manifest(
         world["root"] / "kill.json", [f"images/case_{k:03d}.nii.gz" for k in range(n)]
     )
+    reference = world["root"] / "reference"  # test_fifty_cases_five_broken's outputs
+    if not reference.is_dir():  # run alone: an uninterrupted run of these cases
+        reference = tmp_path / "reference"
+        assert main(_predict(manifest, world["model"], reference)) == 0
     out = tmp_path / "out"
     rng = np.random.default_rng(12)
     after, fraction_s = int(rng.integers(1, n - 3)), float(rng.uniform(0.0, 0.15))
@@ -231,7 +232,7 @@ def test_resume_redoes_exactly_the_affected_cases(
 
     # the same weights with another preprocessing (HU window): every case
     tuned = tmp_path / "model_c"
-    shutil.copytree(model, tuned)
+    shutil.copytree(world["other"], tuned)  # the weights of the last run
     record = json.loads((tuned / "model.json").read_text())
     record["preprocess"]["hu_window"] = "liver"
     (tuned / "model.json").write_text(json.dumps(record))
