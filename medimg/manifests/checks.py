@@ -218,6 +218,11 @@ def _exists_problem(ctx: _Ctx, file: _File) -> str | None:
             f"files only ({', '.join(SUPPORTED_SUFFIXES)}); convert the series with: medimg "
             f"convert {file.path} OUT_DIR, and name the converted file here"
         )
+    if not stat.S_ISREG(mode):
+        return (
+            f"{file.where}: {file.rel} is not a regular file (a device, pipe or socket); "
+            "name an image file"
+        )
     if ctx.manifest.allow_paths_outside_root:
         return None
     real = file.path.resolve()

@@ -16,7 +16,7 @@ from typing import Any
 from pydantic import BaseModel, ValidationError
 
 from medimg._suggest import did_you_mean
-from medimg.errors import ManifestError
+from medimg.errors import ConfigError, ManifestError
 from medimg.manifests.importers import convert_dataset_json, detect_format
 from medimg.manifests.schema import (
     SPLITS,
@@ -64,6 +64,12 @@ class Tolerances:
     grid_mm: float = 1e-3
     check_label_values: bool = True
     max_bytes: int | None = None
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.grid_mm < math.inf:
+            raise ConfigError(f"grid_mm must be a finite distance >= 0 mm, got {self.grid_mm}")
+        if self.max_bytes is not None and self.max_bytes <= 0:
+            raise ConfigError(f"max_bytes must be > 0 or None, got {self.max_bytes}")
 
 
 @dataclass(frozen=True, kw_only=True)

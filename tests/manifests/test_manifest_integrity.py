@@ -448,3 +448,24 @@ def test_opt_in_must_be_a_json_boolean_and_schema_version_an_integer(
         "schema_version: must be 1 (a JSON integer), got True",
         "allow_paths_outside_root: must be true or false (JSON booleans), got 'true'",
     )
+
+
+def test_a_pipe_is_refused_before_any_reader_blocks_on_it(
+    seg_dir: tuple[Path, dict[str, Any]], write_manifest: Writer
+) -> None:
+    root, record = seg_dir
+    os.mkfifo(root / "images" / "pipe.nii")
+    record["training"][0]["image"] = "images/pipe.nii"
+    assert problems(write_manifest(root, record)) == (
+        "training[0].image: images/pipe.nii is not a regular file (a device, pipe or socket); "
+        "name an image file",
+    )
+
+
+def test_tolerances_are_checked_on_construction() -> None:
+    from medimg.errors import ConfigError
+
+    with pytest.raises(ConfigError, match=r"grid_mm must be a finite distance >= 0 mm, got nan"):
+        Tolerances(grid_mm=float("nan"))
+    with pytest.raises(ConfigError, match=r"max_bytes must be > 0 or None, got 0"):
+        Tolerances(max_bytes=0)
