@@ -134,15 +134,18 @@ def import_medmnist(
 def _read_arrays(path: Path) -> dict[str, NDArray[Any]]:
     """The six arrays of a MedMNIST file, every header checked before any data is read."""
     _check_zip(path)
-    try:
-        data = np.load(path, allow_pickle=False)  # an object array could run code when loaded
-    except _DAMAGED as exc:
-        raise ImageReadError(f"{path}: damaged zip archive ({exc}); download it again") from None
-    with data:
-        _check_present(path, data.zip)
-        headers = {key: _header(path, data.zip, key) for key in _KEYS}
-        _check_headers(path, headers)
-        arrays = {key: _member(path, data, key) for key in _KEYS}
+    with path.open("rb") as f:  # ours to close: np.load leaks its own handle on a bad zip
+        try:
+            data = np.load(f, allow_pickle=False)  # an object array could run code when loaded
+        except _DAMAGED as exc:
+            raise ImageReadError(
+                f"{path}: damaged zip archive ({exc}); download it again"
+            ) from None
+        with data:
+            _check_present(path, data.zip)
+            headers = {key: _header(path, data.zip, key) for key in _KEYS}
+            _check_headers(path, headers)
+            arrays = {key: _member(path, data, key) for key in _KEYS}
     _check_values(path, arrays)
     return arrays
 
