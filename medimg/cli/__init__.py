@@ -69,6 +69,8 @@ _PATH_ERRNOS = frozenset(
         errno.ENOTEMPTY,
     }
 )
+_PATH_ERRORS = (FileNotFoundError, FileExistsError, NotADirectoryError, IsADirectoryError,
+                PermissionError)  # fmt: skip
 _OS_HINTS = MappingProxyType(
     {
         errno.ENOENT: "check the path",
@@ -168,9 +170,9 @@ def _run(argv: Sequence[str] | None) -> int:
         return 1 if isinstance(exc, CaseError) else 2
     except OSError as exc:
         _print_error(_os_message(exc), type(exc).__name__)
-        return 2 if exc.errno in _PATH_ERRNOS else 1
+        return 2 if isinstance(exc, _PATH_ERRORS) or exc.errno in _PATH_ERRNOS else 1
     except MemoryError as exc:
-        _print_error(f"out of memory: {exc or 'an allocation failed'}", "MemoryError")
+        _print_error(f"out of memory: {str(exc) or 'an allocation failed'}", "MemoryError")
         return 1
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
