@@ -99,6 +99,18 @@ def _bad_crc(tmp: Path) -> Sequence[str]:
     return _import(tmp)
 
 
+def _unbounded_labels(tmp: Path) -> Sequence[str]:
+    # a set medimg does not know gets class names "0", "1", ...: a label of 5000 would make 5001
+    np.savez(tmp / "mydata.npz", **_arrays(test_labels=np.array([[5000]], np.int64)))
+    return [*_import(tmp, "mydata.npz"), "--modality", "CT"]
+
+
+def _bad_header(tmp: Path) -> Sequence[str]:
+    members = {f"{k}.npy": _npy(v) for k, v in _arrays().items()}
+    members["val_images.npy"] = b"\x93NUMPY\x01\x00\x10\x00{'descr': 7}"  # header cut short
+    return _zip(members)(tmp)
+
+
 def _under_a_file(tmp: Path) -> Path:
     (tmp / "afile").write_text("a regular file, not a folder")
     return tmp / "afile" / "out"
@@ -147,14 +159,17 @@ def _predict(tmp: Path, model: Path, out: Path | None = None) -> list[str]:
 
 
 def _edited_record(edit: Callable[[dict[str, Any]], Any]) -> Callable[[Path], Sequence[str]]:
-    """A model folder whose model.json is rewritten by ``edit`` (a dict, or text to write)."""
+    """A model folder whose model.json is rewritten by ``edit`` (in place, or text/bytes)."""
 
     def make(tmp: Path) -> Sequence[str]:
         model = _model(tmp / "model")
         record = json.loads((model / "model.json").read_text())
         new = edit(record)
-        text = new if isinstance(new, str) else json.dumps(record if new is None else new)
-        (model / "model.json").write_text(text)
+        if isinstance(new, bytes):
+            (model / "model.json").write_bytes(new)
+        else:
+            text = new if isinstance(new, str) else json.dumps(record if new is None else new)
+            (model / "model.json").write_text(text)
         return _predict(tmp, model)
 
     return make
@@ -204,6 +219,37 @@ def _fingerprint_replaced(tmp: Path) -> Sequence[str]:
     model = _model(tmp / "model", fingerprint=load_or_compute_fingerprint(manifest))
     text = (model / "fingerprint.json").read_text()
     (model / "fingerprint.json").write_text(text.replace('"seed": 0', '"seed": 1'))
+    return _predict(tmp, model)
+
+
+def _checkpoint_not_weights(tmp: Path) -> Sequence[str]:
+    import torch
+
+    from medimg.training.checkpoint import sha256_file
+
+    model = _model(tmp / "model")
+    torch.save([1, 2, 3], model / "best.pt")
+    record = json.loads((model / "model.json").read_text())
+    record["checkpoint_sha256"] = sha256_file(model / "best.pt")
+    (model / "model.json").write_text(json.dumps(record))
+    return _predict(tmp, model)
+
+
+def _fingerprint_missing(tmp: Path) -> Sequence[str]:
+    model = _model(tmp / "model")
+    record = json.loads((model / "model.json").read_text())
+    record["fingerprint"] = "fingerprint.json"
+    (model / "model.json").write_text(json.dumps(record))
+    return _predict(tmp, model)
+
+
+def _fingerprint_unreadable_unhashed(tmp: Path) -> Sequence[str]:
+    # a folder from before fingerprint_sha256 was recorded: the document itself is checked
+    model = _model(tmp / "model")
+    record = json.loads((model / "model.json").read_text())
+    record["fingerprint"] = "fingerprint.json"
+    (model / "model.json").write_text(json.dumps(record))
+    (model / "fingerprint.json").write_text('{"fingerprint_version": 1')
     return _predict(tmp, model)
 
 
@@ -393,6 +439,151 @@ CATALOGUE = [
         2,
         r"error: fingerprint {tmp}/model/fingerprint\.json has SHA-256 [0-9a-f]{64}, expected "
         r"[0-9a-f]{64} \(recorded in {tmp}/model/model\.json\); it was replaced or damaged",
+    ),
+    BadInput(
+        "medmnist_bad_npy_header",
+        _bad_header,
+        2,
+        r"error: {tmp}/adrenalmnist3d\.npz: array val_images is not a valid \.npy member \(.*\); "
+        r"download the file again",
+    ),
+    BadInput(
+        "medmnist_mixed_dimensionality",
+        _medmnist(test_images=np.zeros((1, 4, 5), np.uint8)),
+        2,
+        r"error: {tmp}/adrenalmnist3d\.npz: every split must hold images of one dimensionality, "
+        r"got train_images \(3, 4, 5, 6\), val_images \(1, 4, 5, 6\), test_images \(1, 4, 5\)",
+    ),
+    BadInput(
+        "medmnist_empty_training_split",
+        _medmnist(
+            train_images=np.zeros((0, 4, 5, 6), np.uint8), train_labels=np.zeros((0, 1), np.uint8)
+        ),
+        2,
+        r"error: {tmp}/adrenalmnist3d\.npz: train_images must hold at least one image, got none",
+    ),
+    BadInput(
+        "medmnist_scalar_labels",
+        _medmnist(val_labels=np.array(1, np.uint8)),
+        2,
+        r"error: {tmp}/adrenalmnist3d\.npz: array val_labels must have one entry per image, got "
+        r"a scalar",
+    ),
+    BadInput(
+        "medmnist_complex_images",
+        _medmnist(test_images=np.zeros((1, 4, 5, 6), np.complex64)),
+        2,
+        r"error: {tmp}/adrenalmnist3d\.npz: test_images must be integers or floats, got dtype "
+        r"complex64",
+    ),
+    BadInput(
+        "medmnist_multi_label",
+        _medmnist(train_labels=np.zeros((3, 14), np.uint8)),
+        2,
+        r"error: {tmp}/adrenalmnist3d\.npz: multi-label set \(14 labels per image\) is not "
+        r"supported; a manifest case has one class",
+    ),
+    BadInput(
+        "medmnist_label_beyond_class_names",
+        _medmnist(train_labels=np.array([[0], [1], [2]], np.uint8)),
+        2,
+        r"error: {tmp}/adrenalmnist3d\.npz: class_names must name all 3 label values, got 2: "
+        r"\('normal', 'hyperplasia'\)",
+    ),
+    BadInput(
+        "medmnist_duplicate_class_names",
+        lambda tmp: [*_medmnist()(tmp), "--class-names", "a,b,a"],
+        2,
+        r"error: {tmp}/adrenalmnist3d\.npz: class_names\[2\] duplicates class_names\[0\] \('a'\)",
+    ),
+    BadInput(
+        "medmnist_empty_class_name",
+        lambda tmp: [*_medmnist()(tmp), "--class-names", "a, "],
+        2,
+        r"error: {tmp}/adrenalmnist3d\.npz: class_names\[1\] must not be empty, got \('a', ''\)",
+    ),
+    BadInput(
+        "medmnist_single_class",
+        lambda tmp: [
+            *_medmnist(
+                train_labels=np.zeros((3, 1), np.uint8),
+                val_labels=np.zeros((1, 1), np.uint8),
+                test_labels=np.zeros((1, 1), np.uint8),
+            )(tmp),
+            "--class-names",
+            "only",
+        ],
+        2,
+        r"error: {tmp}/adrenalmnist3d\.npz: a classification set needs at least two classes, got "
+        r"\('only',\)",
+    ),
+    BadInput(
+        "medmnist_unbounded_label_values",
+        _unbounded_labels,
+        2,
+        r"error: {tmp}/mydata\.npz: labels go up to 5000; name the classes \(class_names, "
+        r"--class-names\) when there are more than 1000",
+    ),
+    BadInput(
+        "model_json_not_utf8",
+        _edited_record(lambda r: b'{"network": "\xff"}'),
+        2,
+        _MODEL_JSON + r"must be UTF-8 JSON, got invalid start byte; " + _DAMAGED,
+    ),
+    BadInput(
+        "model_json_sha256_not_hex",
+        _edited_record(lambda r: _set(r, "checkpoint_sha256", "see best.pt")),
+        2,
+        _MODEL_JSON
+        + r"key 'checkpoint_sha256' must be 64 lowercase hex digits, got 'see best\.pt'",
+    ),
+    BadInput(
+        "model_json_unknown_modality",
+        _edited_record(lambda r: _set(r, "modality", "ct")),
+        2,
+        _MODEL_JSON + r"key 'modality': 'ct' is not a modality; did you mean 'CT'\?",
+    ),
+    BadInput(
+        "model_json_outputs_not_indices",
+        _edited_record(lambda r: _set(r, "outputs", {"liver": 1})),
+        2,
+        _MODEL_JSON
+        + r"key 'outputs' must map output indices to names, got 'liver': 1; "
+        + _DAMAGED,
+    ),
+    BadInput(
+        "model_json_setting_missing",
+        _edited_record(lambda r: r["network"].pop("name") and None),
+        2,
+        _MODEL_JSON + r"network\.name is missing",
+    ),
+    BadInput(
+        "model_json_tuple_setting_wrong_length",
+        _edited_record(lambda r: _set(r, "preprocess.target_spacing_mm", [1.0, 2.0])),
+        2,
+        _MODEL_JSON + r"preprocess\.target_spacing_mm must be a list of 3 \(number, number, "
+        r"number\) or null, got list \[1\.0, 2\.0\]",
+    ),
+    BadInput(
+        "model_checkpoint_not_weights",
+        _checkpoint_not_weights,
+        2,
+        r"error: checkpoint {tmp}/model/best\.pt must hold the network's weights under 'model', "
+        r"got list",
+    ),
+    BadInput(
+        "model_fingerprint_missing",
+        _fingerprint_missing,
+        2,
+        r"error: fingerprint {tmp}/model/fingerprint\.json named by {tmp}/model/model\.json not "
+        r"found; restore it or train again",
+    ),
+    BadInput(
+        "model_fingerprint_unreadable",
+        _fingerprint_unreadable_unhashed,
+        2,
+        r"error: fingerprint {tmp}/model/fingerprint\.json cannot be read \(JSONDecodeError: .*\); "
+        r"restore it or train again",
     ),
     BadInput(
         "predict_output_under_a_file",
