@@ -147,6 +147,9 @@ def _read_arrays(path: Path) -> dict[str, NDArray[Any]]:
             _check_headers(path, headers)
             arrays = {key: _member(path, data, key) for key in _KEYS}
     _check_values(path, arrays)
+    for split, _ in _SPLITS:
+        key = f"{split}_images"
+        arrays[key] = _storable(path, key, arrays[key])
     return arrays
 
 
@@ -175,6 +178,11 @@ def _check_present(path: Path, archive: zipfile.ZipFile) -> None:
             f"{path}: not a MedMNIST file: missing arrays {', '.join(missing)} "
             f"(archive members: {', '.join(sorted(members)) or 'none'}; each array is NAME.npy)"
         )
+    for key in _KEYS:
+        if archive.getinfo(f"{key}.npy").flag_bits & 0x1:  # zipfile raises RuntimeError later
+            raise ImageReadError(
+                f"{path}: array {key} is encrypted; MedMNIST files are not: download it again"
+            )
 
 
 def _header(path: Path, archive: zipfile.ZipFile, key: str) -> _Header:
@@ -227,7 +235,7 @@ def _check_labels_header(path: Path, split: str, shape: tuple[int, ...], dtype: 
             f"{path}: multi-label set ({shape[1]} labels per image) is not supported; "
             "a manifest case has one class"
         )
-    if len(shape) > 2:
+    if len(shape) > 2 or (len(shape) == 2 and shape[1] != 1):
         raise ImageReadError(f"{path}: {split}_labels must have shape (N,) or (N, 1), got {shape}")
     if dtype.kind not in "ui":
         raise ImageReadError(
@@ -275,6 +283,21 @@ def _check_values(path: Path, arrays: dict[str, NDArray[Any]]) -> None:
             raise ImageReadError(
                 f"{path}: {split}_images must be finite, got NaN or infinity in image {index}"
             )
+
+
+def _storable(path: Path, key: str, images: NDArray[Any]) -> NDArray[Any]:
+    """``images`` in a dtype NIfTI stores: float16 as float32, 64-bit integers as int32."""
+    if images.dtype == np.float16:
+        return images.astype(np.float32)
+    if images.dtype.kind in "ui" and images.dtype.itemsize == 8:
+        low, high = np.iinfo(np.int32).min, np.iinfo(np.int32).max
+        if images.size and (int(images.min()) < low or int(images.max()) > high):
+            raise ImageReadError(
+                f"{path}: {key} must fit in 32-bit integers to be written as NIfTI, got values "
+                f"{int(images.min())}..{int(images.max())} ({images.dtype}); rescale them"
+            )
+        return images.astype(np.int32)
+    return images
 
 
 def _dataset_info(

@@ -111,6 +111,15 @@ def _bad_header(tmp: Path) -> Sequence[str]:
     return _zip(members)(tmp)
 
 
+def _encrypted_member(tmp: Path) -> Sequence[str]:
+    # found by fuzz/fuzz_medmnist.py: zipfile raised RuntimeError ("password required")
+    np.savez(tmp / NPZ, **_arrays())
+    data = bytearray((tmp / NPZ).read_bytes())
+    data[data.index(b"PK\x01\x02") + 8] |= 0x1  # first central-directory entry: "encrypted"
+    (tmp / NPZ).write_bytes(bytes(data))
+    return _import(tmp)
+
+
 def _under_a_file(tmp: Path) -> Path:
     (tmp / "afile").write_text("a regular file, not a folder")
     return tmp / "afile" / "out"
@@ -446,6 +455,27 @@ CATALOGUE = [
         2,
         r"error: {tmp}/adrenalmnist3d\.npz: array val_images is not a valid \.npy member \(.*\); "
         r"download the file again",
+    ),
+    BadInput(
+        "medmnist_encrypted_member",
+        _encrypted_member,
+        2,
+        r"error: {tmp}/adrenalmnist3d\.npz: array \w+ is encrypted; MedMNIST files are not: "
+        r"download it again",
+    ),
+    BadInput(
+        "medmnist_labels_without_entries",  # found by the fuzzer: (N, 0) passed, then zip() failed
+        _medmnist(val_labels=np.zeros((1, 0), np.uint8)),
+        2,
+        r"error: {tmp}/adrenalmnist3d\.npz: val_labels must have shape \(N,\) or \(N, 1\), got "
+        r"\(1, 0\)",
+    ),
+    BadInput(
+        "medmnist_int64_images_beyond_int32",  # found by the fuzzer: nibabel's ValueError
+        _medmnist(test_images=np.full((1, 4, 5, 6), 2**40, np.int64)),
+        2,
+        r"error: {tmp}/adrenalmnist3d\.npz: test_images must fit in 32-bit integers to be written "
+        r"as NIfTI, got values 1099511627776\.\.1099511627776 \(int64\); rescale them",
     ),
     BadInput(
         "medmnist_mixed_dimensionality",
