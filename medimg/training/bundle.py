@@ -54,6 +54,7 @@ _KEYS: Mapping[str, tuple[type, ...]] = types.MappingProxyType(
 """The keys of ``model.json`` and their JSON types (``fingerprint_sha256`` is optional)."""
 
 _SHA256 = re.compile(r"[0-9a-f]{64}")
+_FILE_NAME = re.compile(r"[\w.-]+(/[\w.-]+)*")
 
 
 @dataclass(frozen=True)
@@ -209,10 +210,21 @@ def _kind(value: object) -> str:
 
 
 def _inside(folder: Path, name: str, path: Path, key: str) -> Path:
-    """``folder / name``, refused when ``name`` leaves the folder (a record must be portable)."""
+    """``folder / name``, refused unless ``name`` is a plain relative path inside the folder.
+
+    A record must stay portable (no absolute path, no ``..``), and a name the file system
+    cannot hold (over 255 bytes a part, odd characters) is refused here rather than by ``stat``.
+    """
     relative = Path(name)
-    if not name or relative.is_absolute() or ".." in relative.parts:
-        raise CheckpointError(f"{path}: key {key!r} must name a file inside {folder}, got {name!r}")
+    if (
+        not _FILE_NAME.fullmatch(name)
+        or ".." in relative.parts
+        or any(len(part.encode()) > 255 for part in relative.parts)
+    ):
+        raise CheckpointError(
+            f"{path}: key {key!r} must name a file inside {folder} (letters, digits, '_', "
+            f"'-', '.', '/' between folders), got {_kind(name)}"
+        )
     return folder / relative
 
 
@@ -237,7 +249,7 @@ def _fingerprint(folder: Path, record: Mapping[str, Any], path: Path) -> Fingerp
         )
     try:
         return Fingerprint.from_json(fp_path.read_text(encoding="utf-8"))
-    except (ValueError, KeyError, TypeError) as exc:  # from_json's parse of a damaged document
+    except (ValueError, KeyError, TypeError, AttributeError) as exc:  # from_json: a bad document
         raise CheckpointError(
             f"fingerprint {fp_path} cannot be read ({type(exc).__name__}: {exc}); "
             "restore it or train again"

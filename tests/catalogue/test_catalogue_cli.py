@@ -252,14 +252,17 @@ def _fingerprint_missing(tmp: Path) -> Sequence[str]:
     return _predict(tmp, model)
 
 
-def _fingerprint_unreadable_unhashed(tmp: Path) -> Sequence[str]:
+def _fingerprint_unhashed(text: str) -> Callable[[Path], Sequence[str]]:
     # a folder from before fingerprint_sha256 was recorded: the document itself is checked
-    model = _model(tmp / "model")
-    record = json.loads((model / "model.json").read_text())
-    record["fingerprint"] = "fingerprint.json"
-    (model / "model.json").write_text(json.dumps(record))
-    (model / "fingerprint.json").write_text('{"fingerprint_version": 1')
-    return _predict(tmp, model)
+    def make(tmp: Path) -> Sequence[str]:
+        model = _model(tmp / "model")
+        record = json.loads((model / "model.json").read_text())
+        record["fingerprint"] = "fingerprint.json"
+        (model / "model.json").write_text(json.dumps(record))
+        (model / "fingerprint.json").write_text(text)
+        return _predict(tmp, model)
+
+    return make
 
 
 def _predict_out_under_file(tmp: Path) -> Sequence[str]:
@@ -412,8 +415,14 @@ CATALOGUE = [
         "model_json_checkpoint_outside_folder",
         _edited_record(lambda r: _set(r, "checkpoint", "../other/best.pt")),
         2,
-        _MODEL_JSON + r"key 'checkpoint' must name a file inside {tmp}/model, got "
-        r"'\.\./other/best\.pt'",
+        _MODEL_JSON + r"key 'checkpoint' must name a file inside {tmp}/model \(letters, digits, "
+        r"'_', '-', '\.', '/' between folders\), got str \"\.\./other/best\.pt\"",
+    ),
+    BadInput(
+        "model_json_checkpoint_name_too_long",  # found by the fuzzer: stat's ENAMETOOLONG
+        _edited_record(lambda r: _set(r, "checkpoint", "b" * 300 + ".pt")),
+        2,
+        _MODEL_JSON + r"key 'checkpoint' must name a file inside {tmp}/model .*got str \"bbb",
     ),
     BadInput(
         "model_json_checkpoint_sha256_edited",
@@ -610,9 +619,16 @@ CATALOGUE = [
     ),
     BadInput(
         "model_fingerprint_unreadable",
-        _fingerprint_unreadable_unhashed,
+        _fingerprint_unhashed('{"fingerprint_version": 1'),
         2,
         r"error: fingerprint {tmp}/model/fingerprint\.json cannot be read \(JSONDecodeError: .*\); "
+        r"restore it or train again",
+    ),
+    BadInput(
+        "model_fingerprint_not_an_object",  # found by the fuzzer: from_json's AttributeError
+        _fingerprint_unhashed("7"),
+        2,
+        r"error: fingerprint {tmp}/model/fingerprint\.json cannot be read \(AttributeError: .*\); "
         r"restore it or train again",
     ),
     BadInput(
