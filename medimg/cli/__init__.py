@@ -74,6 +74,7 @@ _PATH_ERRORS = (FileNotFoundError, FileExistsError, NotADirectoryError, IsADirec
 _OS_HINTS = MappingProxyType(
     {
         errno.ENOENT: "check the path",
+        errno.EEXIST: "it is in the way; choose another path or remove it",
         errno.ENOTDIR: "a part of the path is a file; choose another path",
         errno.EISDIR: "give a file, not a folder",
         errno.EACCES: "choose a folder you may write to, or change its permissions",

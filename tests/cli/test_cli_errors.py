@@ -75,6 +75,11 @@ def _raising(exc: BaseException) -> Callable[[argparse.Namespace], int]:
             "error: a.tmp -> b: invalid cross-device link\n",
         ),
         (FileExistsError("out.json exists"), 2, "error: out.json exists\n"),
+        (
+            FileExistsError(errno.EEXIST, "File exists", "out"),
+            2,
+            "error: out: file exists; it is in the way; choose another path or remove it\n",
+        ),
         (MemoryError(), 1, "error: out of memory: an allocation failed\n"),
         (KeyboardInterrupt(), 130, "interrupted\n"),
         (BrokenPipeError(errno.EPIPE, "Broken pipe"), 141, ""),
