@@ -153,6 +153,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except BrokenPipeError:
         _silence_stdout()
         return 141
+    except OSError as exc:  # stdout itself failed: a full disk behind `> out.txt`, say
+        _silence_stdout()
+        _print_error(f"cannot write the output: {_os_message(exc)}", type(exc).__name__)
+        return 1
 
 
 def _run(argv: Sequence[str] | None) -> int:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import errno
+import io
 import re
 import subprocess
 import sys
@@ -197,3 +198,22 @@ def test_closed_output_pipe_exits_quietly(tmp_path: Path) -> None:
     assert "Traceback" not in err
     assert "BrokenPipeError" not in err
     assert "Exception ignored" not in err
+
+
+class _FullStdout(io.StringIO):
+    """A stdout whose writes fail at flush, as with ``medimg ... > out.txt`` on a full disk."""
+
+    def flush(self) -> None:
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+
+def test_output_that_cannot_be_written_is_failed_work(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    monkeypatch.setattr(medimg.cli.synth, "run", lambda args: 0)
+    monkeypatch.setattr(sys, "stdout", _FullStdout())
+    assert main(["synth", "ct-seg", str(tmp_path)]) == 1
+    assert capsys.readouterr().err == (
+        "error: cannot write the output: no space left on device; free disk space (or choose "
+        "another disk) and run again\n"
+    )
