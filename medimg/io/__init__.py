@@ -7,12 +7,17 @@ voxel-to-RAS affine; :func:`save_volume` writes an array onto a given grid atomi
 body); :func:`verify_compressed` checks every gzip/zlib/bzip2 stream of a file (CRC, length);
 :func:`intensity_range` streams the voxels in chunks; :func:`default_max_bytes` is the decode
 limit used when none is given.
+
+:func:`read_image` and :func:`read_image_header` are the one read path of case images: a file
+as above, or a DICOM series folder (:mod:`medimg.io.dicom`) under the same policies. Manifest
+checks, the fingerprint, the preprocessing chains and inference all read through them.
 """
 
 from __future__ import annotations
 
 from medimg.io.formats import SUPPORTED_SUFFIXES, format_of
 from medimg.io.geometry import SourceGeometry, reorient
+from medimg.io.read import read_image, read_image_header
 from medimg.io.volume import (
     DEFAULT_MAX_BYTES,
     Volume,
@@ -35,6 +40,8 @@ __all__ = [
     "intensity_range",
     "load_volume",
     "read_header",
+    "read_image",
+    "read_image_header",
     "reorient",
     "save_volume",
     "verify_compressed",

@@ -13,6 +13,8 @@ recorded hash when size, ``mtime_ns``, ``ctime_ns`` and inode are all unchanged.
 by the kernel on every write or metadata change and cannot be set back by user tools, so that
 shortcut trusts nothing a user can forge by accident.
 
+A folder input (a DICOM series) is identified by every file in it (:func:`path_identities`).
+
 **Output locks.** :class:`OutputLock` holds ``FOLDER/.medimg.lock`` (JSON: pid, host, process
 start time, command, start time) for the duration of a run. A second run into the same folder is
 refused with :class:`~medimg.errors.OutputLockedError` naming the holder. A lock whose process is
@@ -35,6 +37,7 @@ import os
 import re
 import socket
 import sys
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from types import TracebackType
@@ -48,7 +51,9 @@ __all__ = [
     "FileIdentity",
     "OutputLock",
     "file_identity",
+    "input_files",
     "is_temporary_name",
+    "path_identities",
     "remove_stale_temporaries",
     "sha256_file",
 ]
@@ -164,6 +169,56 @@ def file_identity(path: PathLike, *, previous: FileIdentity | None = None) -> Fi
         ctime_ns=st.st_ctime_ns,
         inode=st.st_ino,
         sha256=sha256_file(resolved),
+    )
+
+
+def input_files(path: PathLike) -> list[Path]:
+    """The files an input path stands for: itself, or every file of a (DICOM series) folder.
+
+    A folder's files are listed recursively and sorted by their path inside it; names starting
+    with ``.`` (hidden files, :func:`medimg.io.atomic_path` temporaries) are left out, as the
+    DICOM reader leaves them out.
+
+    Raises
+    ------
+    FileNotFoundError
+        When ``path`` does not exist.
+    """
+    path = Path(path)
+    if not path.is_dir():
+        if not path.exists():
+            raise FileNotFoundError(2, "No such file or directory", str(path))
+        return [path]
+    return sorted(
+        (p for p in path.rglob("*") if p.is_file() and not p.name.startswith(".")),
+        key=lambda p: p.relative_to(path).parts,
+    )
+
+
+def path_identities(
+    path: PathLike, *, previous: Mapping[str, FileIdentity] | None = None
+) -> tuple[FileIdentity, ...]:
+    """Identity of every file of an input path (:func:`input_files`), in that order.
+
+    A file gives one identity; a DICOM series folder one per file, so adding, removing or
+    changing any slice changes the result.
+
+    Parameters
+    ----------
+    path : path-like
+        A file or a folder.
+    previous : mapping of str to FileIdentity, optional
+        Identities recorded earlier, by resolved path: their hashes are reused where the stat
+        fields allow (see :func:`file_identity`).
+
+    Raises
+    ------
+    FileNotFoundError, OSError
+        When a file cannot be read.
+    """
+    earlier = previous or {}
+    return tuple(
+        file_identity(p, previous=earlier.get(str(p.resolve()))) for p in input_files(path)
     )
 
 
