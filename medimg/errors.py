@@ -15,6 +15,7 @@ __all__ = [
     "CheckpointError",
     "ConfigError",
     "DicomSeriesError",
+    "FingerprintError",
     "GeometryError",
     "ImageNotFoundError",
     "ImageReadError",
@@ -66,6 +67,10 @@ class GeometryError(MedimgError, ValueError):
 
 class DicomSeriesError(MedimgError, ValueError):
     """A DICOM folder or series cannot be assembled into a correct volume."""
+
+
+class FingerprintError(MedimgError, ValueError):
+    """A saved dataset fingerprint document is damaged or of another version."""
 
 
 class CheckpointError(MedimgError, ValueError):
