@@ -20,6 +20,7 @@ __all__ = [
     "ImageNotFoundError",
     "ImageReadError",
     "ImageTooLargeError",
+    "ImageWriteError",
     "ManifestError",
     "MedimgError",
     "NonFiniteError",
@@ -59,6 +60,10 @@ class OutputExistsError(MedimgError, FileExistsError):
 
 class OutputLockedError(MedimgError, RuntimeError):
     """An output folder is in use by another run (see :class:`medimg.io.integrity.OutputLock`)."""
+
+
+class ImageWriteError(MedimgError, ValueError):
+    """An array cannot be written as an image file as it is (e.g. a voxel type no format holds)."""
 
 
 class GeometryError(MedimgError, ValueError):
