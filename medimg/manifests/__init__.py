@@ -2,11 +2,14 @@
 
 :func:`load_manifest` parses a manifest JSON file into an immutable :class:`Manifest` and raises
 one :class:`~medimg.errors.ManifestError` listing every problem (schema, paths, and with
-``check_files`` the files themselves). :func:`resolve_cases` gives absolute paths.
+``check_files`` the files themselves). :func:`resolve_cases` gives absolute paths. Detection
+manifests (schema version 2) carry lesion boxes (:class:`Box`, world RAS+ mm); :func:`task_of`
+tells a manifest's task from its JSON.
 """
 
 from __future__ import annotations
 
+from medimg.manifests.boxes import Box
 from medimg.manifests.load import (
     ResolvedCase,
     Tolerances,
@@ -17,16 +20,20 @@ from medimg.manifests.load import (
 from medimg.manifests.schema import (
     SCHEMA_VERSION,
     SPLITS,
+    TASKS,
     Case,
     Channel,
     LabelDef,
     Manifest,
     manifest_json_schema,
+    task_of,
 )
 
 __all__ = [
     "SCHEMA_VERSION",
     "SPLITS",
+    "TASKS",
+    "Box",
     "Case",
     "Channel",
     "LabelDef",
@@ -37,4 +44,5 @@ __all__ = [
     "manifest_json_schema",
     "manifest_sha256",
     "resolve_cases",
+    "task_of",
 ]

@@ -142,7 +142,9 @@ def _case_problems(ctx: _Ctx, where: str, case: Case) -> list[str]:
             problems += _grid_problems(other_where, other, first_where, first, ctx.tol.grid_mm)
     if case.label is not None:
         problems += _label_problems(ctx, where, case.label, geoms)
-    return problems
+    from medimg.manifests.boxes import box_content_problems
+
+    return problems + box_content_problems(where, case, geoms)  # boxes inside the image grid
 
 
 def _path(ctx: _Ctx, rel: str) -> Path:

@@ -17,9 +17,11 @@ from pydantic import BaseModel, ValidationError
 from medimg._suggest import did_you_mean
 from medimg.errors import ConfigError, ManifestError
 from medimg.manifests._json import MAX_JSON_DEPTH, field_path, read_manifest_json
+from medimg.manifests.boxes import Box
 from medimg.manifests.importers import convert_dataset_json, detect_format
 from medimg.manifests.schema import (
     SPLITS,
+    TASKS,
     Case,
     Channel,
     LabelDef,
@@ -57,8 +59,8 @@ class Tolerances:
         Read label maps' voxels to check every value is declared, is an integer and is finite.
     max_bytes : int or None
         Decode limit of one volume, as :func:`medimg.io.load_volume`'s ``max_bytes``: a file
-        whose decoded array would be larger is reported. None: the limit training uses
-        (:data:`medimg.io.DEFAULT_MAX_BYTES`).
+        whose decoded array would be larger is reported. None: the limit training uses,
+        :func:`medimg.io.default_max_bytes` at the time of the check.
     """
 
     grid_mm: float = 1e-3
@@ -88,6 +90,9 @@ class ResolvedCase:
     class_index : int or None
         Index of the case's class in ``manifest.classes`` (classification).
     metadata : dict
+    boxes : tuple of Box or None
+        Lesion boxes in world RAS+ mm (detection); None when the case lists none, ``()`` for
+        an annotated scan without lesions.
     """
 
     split: str
@@ -96,6 +101,7 @@ class ResolvedCase:
     label: Path | None = None
     class_index: int | None = None
     metadata: dict[str, MetadataValue] = field(default_factory=dict)
+    boxes: tuple[Box, ...] | None = None
 
 
 def manifest_sha256(path: PathLike) -> str:
@@ -166,6 +172,7 @@ def resolve_cases(manifest: Manifest, manifest_path: PathLike) -> tuple[Resolved
             label=None if case.label is None else _absolute(root, case.label),
             class_index=None if case.class_name is None else classes.index(case.class_name),
             metadata=dict(case.metadata),
+            boxes=case.boxes,
         )
         for split, _, case in manifest.cases()
     )
@@ -263,7 +270,13 @@ def _message(err: Mapping[str, Any], loc: tuple[object, ...], *, merged: bool) -
     if kind == "bool_type":
         return f"must be true or false (JSON booleans), got {_short(value)}"
     if kind == "literal_error" and loc == ("schema_version",):
-        return f"must be 1, got {value!r}; this medimg reads schema version 1"
+        return (
+            f"must be 1 or 2, got {value!r}; this medimg reads schema versions 1 and 2 (2 adds "
+            "'task' and lesion 'boxes')"
+        )
+    if kind == "literal_error" and loc == ("task",):
+        hint = did_you_mean(value, TASKS, cutoff=0.6) if isinstance(value, str) else ""
+        return f"must be one of {', '.join(TASKS)}, got {_short(value)}{hint}"
     if kind == "string_pattern_mismatch":
         return (
             f"{value!r} may hold only letters, digits, '_', '.' and '-'; rename it "
@@ -290,7 +303,7 @@ def _short(value: object, limit: int = 60) -> str:
 
 def _model_at(loc: tuple[object, ...]) -> type[BaseModel]:
     parents: dict[str, type[BaseModel]] = dict.fromkeys(SPLITS, Case)
-    parents.update(channels=Channel, labels=LabelDef)
+    parents.update(channels=Channel, labels=LabelDef, boxes=Box)
     names = [p for p in loc if isinstance(p, str)]
     return parents.get(names[-1], Manifest) if names else Manifest
 

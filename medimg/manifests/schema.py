@@ -14,6 +14,17 @@ A manifest is a JSON file in the spirit of the Medical Segmentation Decathlon ``
                     "label": "labelsTr/case_000.nii.gz"}]
     }
 
+Schema version 2 adds lesion **boxes** per case (world RAS+ millimetres, centre and size, each
+with a declared class; see :mod:`medimg.manifests.boxes`) and an optional ``task``; version-1
+manifests read unchanged.
+
+**The task** (:attr:`Manifest.task`, :func:`task_of`) is ``"task"`` when given (schema 2), else
+derived: ``labels`` declared means segmentation; any case listing ``boxes`` means detection;
+``classes`` declared means classification; neither means unlabelled. A detection manifest
+declares ``classes`` (one or more; the background is implicit) and no ``labels``, lists
+``boxes`` on every training and validation case (``[]`` for a scan without lesions), names no
+case-level ``class``, and has 3D channels (CT, MR).
+
 Paths are relative to the manifest file; an image is a file, one per channel (or one
 multi-channel file). A DICOM series folder passes the schema but not the file checks, because
 training reads image files only: convert it first (``medimg convert``). Cross-field rules
@@ -29,22 +40,29 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from medimg._suggest import did_you_mean
+from medimg.manifests.boxes import Box, box_schema_problems
 from medimg.modality import Modality, lookup_modality
 
 __all__ = [
     "CASE_ID_PATTERN",
     "SCHEMA_VERSION",
     "SPLITS",
+    "TASKS",
     "Case",
     "Channel",
     "LabelDef",
     "Manifest",
     "consistency_problems",
     "manifest_json_schema",
+    "task_of",
 ]
 
-SCHEMA_VERSION = 1
-"""The manifest schema version this code reads and writes."""
+SCHEMA_VERSION = 2
+"""The newest manifest schema version this code reads (2 adds ``task`` and ``boxes``; 1 reads)."""
+
+Task = Literal["segmentation", "classification", "detection"]
+TASKS: tuple[str, ...] = ("segmentation", "classification", "detection")
+"""Values of a manifest's ``task``."""
 
 SPLITS: tuple[str, ...] = ("training", "validation", "test")
 """Names of the case lists in a manifest, in file order."""
@@ -104,6 +122,11 @@ class Case(BaseModel):
     class_name: str | None = Field(
         default=None, alias="class", description="Class of the case (classification)."
     )
+    boxes: tuple[Box, ...] | None = Field(
+        default=None,
+        description="Lesion boxes in world RAS+ mm (detection, schema version 2); [] for a "
+        "scan without lesions.",
+    )
     metadata: dict[str, MetadataValue] = Field(
         default_factory=dict, description="Free-form scalar metadata (age, scanner, ...)."
     )
@@ -122,7 +145,15 @@ class Manifest(BaseModel):
     json_schema_ref: str | None = Field(
         default=None, alias="$schema", description="Editor hint: path or URL of schema.json."
     )
-    schema_version: Literal[1] = Field(description="Manifest schema version; currently 1.")
+    schema_version: Literal[1, 2] = Field(
+        description="Manifest schema version: 1, or 2 for 'task' and lesion 'boxes'."
+    )
+    declared_task: Task | None = Field(
+        default=None,
+        alias="task",
+        description="segmentation, classification or detection (schema version 2); derived "
+        "from labels/boxes/classes when absent.",
+    )
     name: str = Field(min_length=1, description="Dataset name.")
     description: str = Field(default="", description="Free text.")
     channels: tuple[Channel, ...] = Field(min_length=1, description="Input channels in order.")
@@ -145,8 +176,8 @@ class Manifest(BaseModel):
     @field_validator("schema_version", mode="before")
     @classmethod
     def _exact_version(cls, value: object) -> object:
-        if isinstance(value, bool | float):  # Literal[1] would take true and 1.0
-            raise ValueError(f"must be 1 (a JSON integer), got {value!r}")
+        if isinstance(value, bool | float):  # Literal[1, 2] would take true and 1.0
+            raise ValueError(f"must be 1 or 2 (a JSON integer), got {value!r}")
         return value
 
     @model_validator(mode="after")
@@ -157,10 +188,14 @@ class Manifest(BaseModel):
         return self
 
     @property
-    def task(self) -> Literal["segmentation", "classification", "unlabelled"]:
-        """What the manifest's targets are."""
+    def task(self) -> Literal["segmentation", "classification", "detection", "unlabelled"]:
+        """What the manifest's targets are: ``task`` when given, else derived (module docs)."""
+        if self.declared_task is not None:
+            return self.declared_task
         if self.labels is not None:
             return "segmentation"
+        if any(case.boxes is not None for _, _, case in self.cases()):
+            return "detection"
         return "classification" if self.classes is not None else "unlabelled"
 
     @property
@@ -184,8 +219,9 @@ def consistency_problems(raw: Mapping[str, Any]) -> list[str]:
     """Cross-field problems of a manifest given as parsed JSON, tolerant of malformed parts.
 
     Checks that ids are unique across splits, that splits given are not empty, that each case's
-    number of image paths fits the channels, and that labels and classes are declared and used
-    consistently. Type errors are left to the pydantic models.
+    number of image paths fits the channels, that labels, classes and boxes are declared and used
+    consistently, and that the task fits the declarations (:func:`task_of`). Type errors are
+    left to the pydantic models.
 
     Parameters
     ----------
@@ -205,7 +241,9 @@ def consistency_problems(raw: Mapping[str, Any]) -> list[str]:
     problems: list[str] = []
     channels = raw.get("channels")
     n_channels = len(channels) if isinstance(channels, list | tuple) else None
-    problems += _declaration_problems(raw)
+    task = task_of(raw)
+    problems += _declaration_problems(raw, task)
+    problems += _task_problems(raw, task)
     classes = raw.get("classes")
     has_labels = raw.get("labels") is not None
     valid_classes = [c for c in classes if isinstance(c, str)] if isinstance(classes, list) else []
@@ -250,10 +288,67 @@ def consistency_problems(raw: Mapping[str, Any]) -> list[str]:
                     f"{where}.class: {cls!r} is not a declared class{hint}"
                     f" (declared: {', '.join(valid_classes)})"
                 )
+    return problems + box_schema_problems(raw, task)
+
+
+def task_of(raw: Mapping[str, Any]) -> str:
+    """The task of a manifest given as parsed JSON, by the rule in the module docstring.
+
+    Tolerant of malformed parts, so a command can route a manifest to its task before the
+    manifest is validated (the task's own loader then reports every problem).
+
+    Returns
+    -------
+    str
+        ``"segmentation"``, ``"classification"``, ``"detection"`` or ``"unlabelled"``.
+
+    Examples
+    --------
+    >>> task_of({"classes": ["nodule"], "training": [{"boxes": []}]})
+    'detection'
+    >>> task_of({"classes": ["normal", "nodule"], "training": [{"class": "normal"}]})
+    'classification'
+    """
+    declared = raw.get("task")
+    if isinstance(declared, str) and declared in TASKS:
+        return declared
+    if raw.get("labels") is not None:
+        return "segmentation"
+    for split in SPLITS:
+        cases = raw.get(split)
+        for case in cases if isinstance(cases, list | tuple) else ():
+            if isinstance(case, Mapping) and case.get("boxes") is not None:
+                return "detection"
+    return "classification" if raw.get("classes") is not None else "unlabelled"
+
+
+def _task_problems(raw: Mapping[str, Any], task: str) -> list[str]:
+    """A declared task with schema version 1, or without what it needs; detection's 3D rule."""
+    problems: list[str] = []
+    declared = raw.get("task")
+    if declared is not None and raw.get("schema_version") != 2:
+        problems.append(
+            f'task: needs "schema_version": 2, got {raw.get("schema_version")!r}; set it to 2 '
+            "(or drop 'task': version 1 derives it)"
+        )
+    if declared == "segmentation" and raw.get("labels") is None:
+        problems.append("task: 'segmentation' needs 'labels' (the label maps' values); add them")
+    if declared in ("classification", "detection") and raw.get("classes") is None:
+        problems.append(f"task: {declared!r} needs 'classes'; add them")
+    channels = raw.get("channels")
+    if task == "detection" and isinstance(channels, list):
+        for j, channel in enumerate(channels):
+            modality = channel.get("modality") if isinstance(channel, Mapping) else None
+            if isinstance(modality, str) and modality in {m.value for m in Modality}:
+                if Modality(modality).spatial_dims != 3:
+                    problems.append(
+                        f"channels[{j}].modality: detection boxes are 3D, but {modality!r} "
+                        "images are 2D; give 3D images (CT, MR)"
+                    )
     return problems
 
 
-def _declaration_problems(raw: Mapping[str, Any]) -> list[str]:
+def _declaration_problems(raw: Mapping[str, Any], task: str) -> list[str]:
     problems: list[str] = []
     labels, classes = raw.get("labels"), raw.get("classes")
     if labels is not None and classes is not None:
@@ -271,7 +366,11 @@ def _declaration_problems(raw: Mapping[str, Any]) -> list[str]:
                         "; each label needs its own value and name"
                     )
     if isinstance(classes, list):
-        if len(classes) < 2:
+        if task == "detection" and not classes:
+            problems.append(
+                "classes: must list at least one lesion class (the background is implicit), got []"
+            )
+        elif task != "detection" and len(classes) < 2:
             problems.append(f"classes: must list at least two classes, got {classes!r}")
         for j, c in enumerate(classes):
             if classes.index(c) < j:
@@ -297,8 +396,8 @@ def manifest_json_schema() -> dict[str, Any]:
 
     Examples
     --------
-    >>> manifest_json_schema()["properties"]["schema_version"]["const"]
-    1
+    >>> manifest_json_schema()["properties"]["schema_version"]["enum"]
+    [1, 2]
     """
     schema = Manifest.model_json_schema(by_alias=True, mode="validation")
     return {

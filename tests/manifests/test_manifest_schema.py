@@ -123,12 +123,11 @@ def test_empty_splits(tmp_path: Path) -> None:
 
 
 def test_missing_key_schema_version_and_id_pattern(tmp_path: Path) -> None:
-    record = edited(name=None, schema_version=2)
+    record = edited(name=None, schema_version=3)
     record["training"][0]["id"] = "a/b"
     assert problems_of(tmp_path, record) == (
-        "schema_version: must be 2, got 2; this medimg reads schema version 1".replace(
-            "must be 2", "must be 1"
-        ),
+        "schema_version: must be 1 or 2, got 3; this medimg reads schema versions 1 and 2 (2 "
+        "adds 'task' and lesion 'boxes')",
         "name: required key is missing; add it",
         "training[0].id: 'a/b' may hold only letters, digits, '_', '.' and '-'; rename it "
         "(ids are used in file names)",
