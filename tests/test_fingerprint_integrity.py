@@ -118,7 +118,7 @@ def test_same_size_rewrite_with_mtime_kept_names_the_hash(tmp_path: Path) -> Non
     label.write_bytes(bytes(data))
     os.utime(label, ns=(st.st_atime_ns, st.st_mtime_ns))
     saved = Fingerprint.from_json(fingerprint_path(manifest).read_text())
-    from medimg.fingerprint import _check_saved
+    from medimg._fingerprint_inputs import check_saved as _check_saved
 
     reused, reason = _check_saved(saved, manifest, 10_000_000, 0)
     assert reused is None
@@ -174,8 +174,8 @@ def test_recompute_reasons(tmp_path: Path) -> None:
 
 
 def test_a_deleted_input_is_a_reason_and_then_the_readers_error(tmp_path: Path) -> None:
+    from medimg._fingerprint_inputs import check_saved as _check_saved
     from medimg.errors import ImageNotFoundError
-    from medimg.fingerprint import _check_saved
 
     manifest = _dataset(tmp_path)
     saved = load_or_compute_fingerprint(manifest)

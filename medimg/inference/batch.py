@@ -40,7 +40,13 @@ from typing import Any, Literal
 from medimg.errors import CaseError, ConfigError, ImageNotFoundError, ImageReadError, MedimgError
 from medimg.inference.config import InferenceConfig
 from medimg.inference.usage import measure_usage
-from medimg.io.integrity import FileIdentity, OutputLock, file_identity, remove_stale_temporaries
+from medimg.io.integrity import (
+    FileIdentity,
+    OutputLock,
+    file_identity,
+    path_identities,
+    remove_stale_temporaries,
+)
 from medimg.io.writing import atomic_path
 from medimg.typing import PathLike
 
@@ -168,17 +174,20 @@ def input_identities(
 ) -> tuple[FileIdentity, ...]:
     """Identities of a case's input files, re-using ``previous``'s hashes where stat allows.
 
+    A DICOM series folder gives the identity of every file in it
+    (:func:`~medimg.io.integrity.path_identities`), so a changed slice is noticed.
+
     Raises
     ------
     ImageNotFoundError, ImageReadError
         When a file is missing or cannot be read; the message names it.
     """
     earlier = {i.path: i for i in previous.inputs} if previous is not None else {}
-    identities = []
+    identities: list[FileIdentity] = []
     for path in paths:
         resolved = Path(path).resolve()
         try:
-            identities.append(file_identity(resolved, previous=earlier.get(str(resolved))))
+            identities += path_identities(resolved, previous=earlier)
         except FileNotFoundError:
             raise ImageNotFoundError(
                 f"{path}: no such file; fix the case's path in the manifest or restore the file"

@@ -3,14 +3,16 @@
 Each check returns problem lines (``field.path: what, found; fix``) instead of raising, so
 :func:`medimg.manifests.load_manifest` can report every problem of every case at once.
 
-A clean result means training will accept the files: each is checked against the policies
-training's reads apply (:func:`medimg.io.load_volume` with its defaults, as
-:class:`medimg.transforms.LoadVolumed` calls it):
+A clean result means training will accept the files: each is read through the one read path
+(:func:`medimg.io.read_image_header`, then :func:`medimg.io.read_image` where voxels are
+needed, as :class:`medimg.transforms.LoadVolumed` reads it) and checked against the policies
+training's reads apply:
 
-* an image **file** (training reads no DICOM folder: convert it first), inside the manifest's
+* an image **file** or a **DICOM series folder** holding one volume, inside the manifest's
   folder once links are resolved (unless ``allow_paths_outside_root``);
-* a header that parses, with a supported voxel **dtype** (no RGB, vector or complex voxels) and
-  a finite affine;
+* a header that parses (for a DICOM folder: every slice header, and the series' geometry
+  checks), with a supported voxel **dtype** (no RGB, vector or complex voxels) and a finite
+  affine;
 * **no shear** (voxel axes orthogonal within
   :data:`~medimg.io.geometry.SHEAR_TOLERANCE_DEG`);
 * the **dimensionality** training asks for: 3D for CT and MR (trailing singleton axes
@@ -18,7 +20,8 @@ training's reads apply (:func:`medimg.io.load_volume` with its defaults, as
 * a decoded size within the **decode limit** (``Tolerances.max_bytes``);
 * **finite voxels**. Only float-stored images, and integer NIfTI images whose
   ``scl_slope``/``scl_inter`` could overflow float32, can hold NaN or infinity, so only their
-  voxels are read (one volume at a time), besides label maps for the label-value check.
+  voxels are read (one volume at a time), besides label maps for the label-value check and
+  DICOM series, whose pixels are decoded (and rescaled to float32) as training decodes them.
 """
 
 from __future__ import annotations
@@ -33,7 +36,6 @@ from typing import Any
 import numpy as np
 
 from medimg.errors import MedimgError
-from medimg.io import SUPPORTED_SUFFIXES
 from medimg.io.geometry import (
     SHEAR_TOLERANCE_DEG,
     SourceGeometry,
@@ -63,7 +65,7 @@ class _Ctx:
 
 @dataclass(frozen=True)
 class _File:
-    """One file of a case as the checks see it."""
+    """One input of a case (an image file or a DICOM series folder) as the checks see it."""
 
     where: str  # field path, e.g. "training[3].label"
     rel: str  # as written in the manifest
@@ -164,10 +166,10 @@ def _checked_file(
     if found is not None:
         problems.append(found)
         return None
-    from medimg.io import read_header
+    from medimg.io import read_image_header
 
     try:
-        geom = read_header(file.path)
+        geom = read_image_header(file.path)
     except MedimgError as exc:
         problems.append(f"{file.where}: cannot read {file.rel}: {_first_line(exc)}")
         return None
@@ -201,7 +203,7 @@ def _compressed_problems(file: _File) -> list[str]:
 
 
 def _exists_problem(ctx: _Ctx, file: _File) -> str | None:
-    """Missing, unreachable, a folder, or a link leading outside the manifest's folder."""
+    """Missing, unreachable, neither file nor folder, or linked outside the manifest's folder."""
     try:
         mode = os.stat(file.path).st_mode
     except (FileNotFoundError, NotADirectoryError):
@@ -214,13 +216,7 @@ def _exists_problem(ctx: _Ctx, file: _File) -> str | None:
         )
     except OSError as exc:
         return f"{file.where}: cannot open {file.rel} ({file.path}): {exc.strerror}; fix the path"
-    if stat.S_ISDIR(mode):
-        return (
-            f"{file.where}: {file.rel} is a folder (a DICOM series?), but training reads image "
-            f"files only ({', '.join(SUPPORTED_SUFFIXES)}); convert the series with: medimg "
-            f"convert {file.path} OUT_DIR, and name the converted file here"
-        )
-    if not stat.S_ISREG(mode):
+    if not stat.S_ISREG(mode) and not stat.S_ISDIR(mode):  # a folder: a DICOM series
         return (
             f"{file.where}: {file.rel} is not a regular file (a device, pipe or socket); "
             "name an image file"
@@ -297,27 +293,27 @@ def _scaling(geom: SourceGeometry) -> tuple[float, float]:
         return 1.0, 0.0
     import nibabel as nib
 
+    from medimg.io._nibabel import nibabel_scaling
+
     image: Any = nib.load(str(geom.path), mmap=False)  # the header, read again: cheap
-    proxy = image.dataobj
-    slope = float(getattr(proxy, "slope", 1.0))
-    inter = float(getattr(proxy, "inter", 0.0))
-    if not np.isfinite(slope) or slope == 0:  # as medimg.io.volume's reader
-        slope = 1.0
-    if not np.isfinite(inter):
-        inter = 0.0
-    return slope, inter
+    return nibabel_scaling(image.dataobj)
 
 
 def _decoded_bytes(geom: SourceGeometry, scaling: tuple[float, float]) -> int:
     dtype = np.dtype(geom.dtype)
-    itemsize = 4 if scaling != (1.0, 0.0) else dtype.itemsize  # scaled: float32
+    rescaled = scaling != (1.0, 0.0) or geom.format == "dicom"  # DICOM: rescaled to float32
+    itemsize = 4 if rescaled else dtype.itemsize
     return int(np.prod(_stored_shape(geom), dtype=np.int64)) * itemsize
 
 
 def _may_hold_nonfinite(geom: SourceGeometry, scaling: tuple[float, float]) -> bool:
-    """Float voxels, or integers whose scaling can overflow float32 (1e38 * 32767 = inf)."""
+    """Float voxels, integers whose scaling can overflow float32 (1e38 * 32767 = inf), DICOM.
+
+    A DICOM series is always read: its pixels can only be checked by decoding them, and its
+    per-slice rescale can overflow float32 as NIfTI scaling can.
+    """
     dtype = np.dtype(geom.dtype)
-    if dtype.kind == "f":
+    if dtype.kind == "f" or geom.format == "dicom":
         return True
     slope, inter = scaling
     if (slope, inter) == (1.0, 0.0):
@@ -337,9 +333,9 @@ def _voxel_problems(ctx: _Ctx, file: _File) -> list[str]:
 
 
 def _load(ctx: _Ctx, file: _File) -> Any:
-    from medimg.io import load_volume
+    from medimg.io import read_image
 
-    return load_volume(file.path, ndim=file.ndim, max_bytes=ctx.max_bytes).array
+    return read_image(file.path, ndim=file.ndim, max_bytes=ctx.max_bytes).array
 
 
 def _first_line(exc: BaseException) -> str:

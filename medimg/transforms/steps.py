@@ -20,7 +20,7 @@ from monai.transforms.transform import MapTransform
 from numpy.typing import NDArray
 
 from medimg.errors import GeometryError
-from medimg.io import Volume, load_volume, reorient
+from medimg.io import Volume, read_image, reorient
 from medimg.keys import Keys
 from medimg.transforms.functional import foreground_box
 from medimg.transforms.record import PreprocessRecord
@@ -47,10 +47,12 @@ def _record(data: Mapping[Hashable, Any]) -> PreprocessRecord:
 
 
 class LoadVolumed(MapTransform):
-    """Load image files (or take :class:`~medimg.io.Volume` objects) and start the record.
+    """Load images (or take :class:`~medimg.io.Volume` objects) and start the record.
 
-    Arrays keep their stored dtype and memory layout (no float cast, no C-order copy). The
-    record follows the first key; every other key must be on the same grid.
+    A path is read by :func:`~medimg.io.read_image`: an image file or a DICOM series folder,
+    under the reader's default policies. Arrays keep their stored dtype and memory layout
+    (no float cast, no C-order copy). The record follows the first key; every other key must
+    be on the same grid.
     """
 
     def __init__(
@@ -65,14 +67,14 @@ class LoadVolumed(MapTransform):
         for key in self.key_iterator(d):
             vol = d[key]
             if not isinstance(vol, Volume):
-                vol = load_volume(Path(vol), ndim=self.ndim)
+                vol = read_image(Path(vol), ndim=self.ndim)
             record = PreprocessRecord.from_source(vol.source.shape, vol.source.affine)
             if vol.spatial_shape != vol.source.shape or not np.allclose(
                 vol.affine, vol.source.affine
             ):
                 raise GeometryError(
                     f"{key}: LoadVolumed needs a volume on its stored grid, got one already "
-                    "reoriented or resampled; pass the path or the Volume from load_volume"
+                    "reoriented or resampled; pass the path or the Volume from read_image"
                 )
             if Keys.RECORD not in d:
                 d[Keys.RECORD] = record

@@ -209,11 +209,11 @@ CATALOGUE = [
         r"through the link {tmp}/images/z\.nii\.gz -> {tmp}_outside/z\.nii\.gz",
     ),
     BadInput(
-        "manifest-dicom-folder-image",
+        "manifest-empty-folder-image",
         _edited(_dicom_folder),
         2,
-        M + r"training\[0\]\.image: series is a folder \(a DICOM series\?\), but training reads "
-        r"image files only .*medimg convert {tmp}/series OUT_DIR",
+        M + r"training\[0\]\.image: cannot read series: {tmp}/series: holds no DICOM image "
+        r"\(0 files left out\); point to the folder that holds the series' \.dcm files",
     ),
     BadInput(
         "manifest-sheared-image",

@@ -153,21 +153,18 @@ def test_2d_image_for_a_3d_modality_and_back(
     )
 
 
-def test_dicom_folder_is_refused_because_training_reads_files_only(
+def test_a_folder_is_read_as_a_dicom_series_and_an_empty_one_says_so(
     seg_dir: tuple[Path, dict[str, Any]], write_manifest: Writer
 ) -> None:
-    # the preprocessing chain (LoadVolumed -> load_volume) reads image files, never folders
+    # a folder is a DICOM series to the one read path (medimg.io.read_image), as to training;
+    # tests/manifests/test_dicom_cases.py checks real series end to end
     root, record = seg_dir
     (root / "series_a").mkdir()
     record["training"][0]["image"] = "series_a"
     (found,) = problems(write_manifest(root, record))
-    assert found.startswith(
-        "training[0].image: series_a is a folder (a DICOM series?), but training reads image "
-        "files only (.nii.gz, .nii, "
-    )
-    assert found.endswith(
-        f"convert the series with: medimg convert {root}/series_a OUT_DIR, and name the "
-        "converted file here"
+    assert found == (
+        f"training[0].image: cannot read series_a: {root}/series_a: holds no DICOM image (0 "
+        "files left out); point to the folder that holds the series' .dcm files"
     )
 
 
