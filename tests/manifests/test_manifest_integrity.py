@@ -220,15 +220,18 @@ def test_label_maps_are_read_as_training_reads_them(
     )
 
 
-def test_dicom_folder_is_refused_with_the_conversion_command(
+def test_a_folder_without_dicom_files_is_named_with_what_to_point_to(
     seg_dir: tuple[Path, dict[str, Any]], write_manifest: Writer
 ) -> None:
     root, record = seg_dir
     (root / "series").mkdir()
     record["training"][1]["image"] = "series"
     (found,) = problems(write_manifest(root, record))
-    assert "series is a folder (a DICOM series?), but training reads image files only" in found
-    assert f"medimg convert {root}/series OUT_DIR" in found
+    assert found.startswith("training[1].image: cannot read series: ")
+    assert found.endswith(
+        "holds no DICOM image (0 files left out); point to the folder that holds the series' "
+        ".dcm files"
+    )
 
 
 def test_decode_limit_is_the_max_memory_option(
@@ -445,7 +448,7 @@ def test_opt_in_must_be_a_json_boolean_and_schema_version_an_integer(
     record["allow_paths_outside_root"] = "true"
     record["schema_version"] = True
     assert problems(write_manifest(root, record), check_files=False) == (
-        "schema_version: must be 1 or 2 (a JSON integer), got True",
+        "schema_version: must be 1 (a JSON integer), got True",
         "allow_paths_outside_root: must be true or false (JSON booleans), got 'true'",
     )
 
