@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
-from medimg.errors import GeometryError, OutputExistsError
+from medimg.errors import GeometryError, ImageWriteError, OutputExistsError
 from medimg.io.formats import format_of
 from medimg.io.geometry import SHEAR_TOLERANCE_DEG, SourceGeometry, max_shear_deg
 from medimg.io.volume import Volume
@@ -36,9 +36,15 @@ def atomic_path(path: PathLike, *, overwrite: bool = False) -> Iterator[Path]:
     Raises
     ------
     OutputExistsError
-        When ``path`` exists and ``overwrite`` is false.
+        When ``path`` exists and ``overwrite`` is false, or is a folder (never replaced by a
+        file, even with ``overwrite``).
     """
     path = Path(path)
+    if path.is_dir():
+        raise OutputExistsError(
+            f"{path}: is a folder; give a file path for the output (a folder is never replaced "
+            "by a file, even with --force)"
+        )
     if path.exists() and not overwrite:
         raise OutputExistsError(f"{path}: exists; pass overwrite=True (--force) to replace it")
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -69,8 +75,10 @@ def save_volume(
     array : (C, X, Y[, Z]) or (X, Y[, Z]) array-like
         Values to write; numpy arrays and torch tensors are accepted. Without ``like``'s shape
         known (a bare affine), a 3-axis array is read as (X, Y, Z) and a 2-axis one as (X, Y).
-        ``bool`` is written as ``uint8`` and ``int64`` as ``int32`` when the values fit (many
-        viewers reject int64).
+        Written in its own dtype, except: ``bool`` as ``uint8``; 64-bit integers as ``int32``
+        when the values fit (many viewers reject 64-bit), else as they are (NIfTI datatype
+        1024/1280); ``float16``, which no output format holds, as ``float32`` (exact; logged).
+        Other voxel types (complex, ``longdouble``, strings, objects, records) raise.
     path : path-like
         Output file; the format follows the suffix (``.nii.gz``, ``.nii``, ``.nrrd``, ``.mha``).
     like : Volume, SourceGeometry or (4, 4) ndarray
@@ -90,6 +98,8 @@ def save_volume(
     OutputExistsError, GeometryError, UnsupportedFormatError
         ``GeometryError`` also when the affine is not finite or its voxel axes are degenerate
         (no file could describe that grid).
+    ImageWriteError
+        When the voxel type cannot be written (see ``array``).
     """
     path = Path(path)
     fmt = format_of(path)
@@ -97,7 +107,7 @@ def save_volume(
         raise GeometryError(f"{path}: medimg writes {', '.join(_WRITABLE)}, not {fmt}")
     affine, expected = _grid_of(like)
     _check_affine(affine, path)
-    data = _prepare(array, expected)
+    data = _prepare(array, expected, path)
     spatial = data.shape[1:]
     if expected is not None and tuple(spatial) != tuple(expected):
         raise GeometryError(
@@ -127,7 +137,7 @@ def _check_affine(affine: NDArray[np.float64], path: Path) -> None:
         )
 
 
-def _prepare(array: ArrayLike, expected: tuple[int, ...] | None) -> NDArray[Any]:
+def _prepare(array: ArrayLike, expected: tuple[int, ...] | None, path: Path) -> NDArray[Any]:
     if hasattr(array, "detach"):  # torch tensor or MetaTensor
         array = array.detach().cpu().numpy()
     data = np.asarray(array)
@@ -139,15 +149,32 @@ def _prepare(array: ArrayLike, expected: tuple[int, ...] | None) -> NDArray[Any]
         data = data[np.newaxis]
     if data.ndim not in (3, 4):
         raise GeometryError(f"array must be (C, X, Y[, Z]) or (X, Y[, Z]), got shape {data.shape}")
-    if data.dtype == np.bool_:
+    return _storable(data, path)
+
+
+def _storable(data: NDArray[Any], path: Path) -> NDArray[Any]:
+    """``data`` in a voxel type every output format holds and medimg reads back (see above)."""
+    if data.dtype.kind in "biuf" and not data.dtype.isnative:
+        data = data.astype(data.dtype.newbyteorder("="))
+    dtype = data.dtype
+    if dtype == np.bool_:
         return data.astype(np.uint8)
-    if data.dtype in (np.int64, np.uint64):
-        if data.size and (
-            data.min() < np.iinfo(np.int32).min or data.max() > np.iinfo(np.int32).max
-        ):
-            return data
-        return data.astype(np.int32)
-    return data
+    if dtype.kind in "iu" and dtype.itemsize == 8:
+        low, high = np.iinfo(np.int32).min, np.iinfo(np.int32).max
+        if data.size == 0 or (data.min() >= low and data.max() <= high):
+            return data.astype(np.int32)
+        logger.info("%s: values beyond int32, written as %s", path, dtype)
+        return data
+    if dtype == np.float16:
+        logger.info("%s: float16 voxels written as float32 (no output format holds float16)", path)
+        return data.astype(np.float32)
+    if dtype.kind in "iu" or dtype in (np.float32, np.float64):
+        return data
+    fixes = {"c": "take np.abs(a) or a.real", "f": "convert it, e.g. a.astype(np.float64)"}
+    raise ImageWriteError(
+        f"{path}: voxels must be bool, integers or float16/32/64 (what medimg reads back), got "
+        f"dtype {dtype}; {fixes.get(dtype.kind, 'convert it to numbers first')}"
+    )
 
 
 def _grid_of(
@@ -169,7 +196,8 @@ def _write_nifti(data: NDArray[Any], affine: NDArray[np.float64], tmp: Path) -> 
     import nibabel as nib
 
     spatial = np.moveaxis(data, 0, -1) if data.shape[0] > 1 else data[0]
-    image = nib.Nifti1Image(spatial, affine)
+    # An explicit dtype: nibabel refuses int64 data without one (its datatype 1024 is valid)
+    image = nib.Nifti1Image(spatial, affine, dtype=spatial.dtype)
     image.header.set_xyzt_units("mm", "sec")
     if max_shear_deg(affine) > SHEAR_TOLERANCE_DEG:
         image.set_qform(None, code=0)  # a quaternion cannot hold a shear; sform keeps it exactly
