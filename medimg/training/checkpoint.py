@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import hashlib
 from pathlib import Path
 from typing import Any
@@ -45,8 +46,11 @@ def load_checkpoint(path: PathLike, *, sha256: str | None = None) -> dict[str, A
     Raises
     ------
     CheckpointError
-        When the file is missing, its digest differs from ``sha256``, or it holds anything
-        other than tensors and plain containers (``weights_only`` refuses arbitrary objects).
+        When the file is missing, its digest differs from ``sha256``, it is truncated or
+        damaged, or it holds anything other than tensors and plain containers
+        (``weights_only`` refuses arbitrary objects).
+    OSError
+        When the file cannot be read (permission denied, an I/O error of the disk).
     """
     import pickle
 
@@ -61,7 +65,16 @@ def load_checkpoint(path: PathLike, *, sha256: str | None = None) -> dict[str, A
         )
     try:
         state: dict[str, Any] = torch.load(path, map_location="cpu", weights_only=True)
-    except (pickle.UnpicklingError, RuntimeError, EOFError) as exc:
+    except (OSError, EOFError) as exc:
+        # torch.load of a zip cut short raises OSError(EINVAL), of an empty file EOFError
+        if isinstance(exc, OSError) and exc.errno != errno.EINVAL:
+            raise  # permission denied, EIO, ...: the system's own error (the CLI says which)
+        reason = exc.strerror if isinstance(exc, OSError) else "it ends before its data"
+        raise CheckpointError(
+            f"checkpoint {path} cannot be read ({reason}); it is damaged or truncated: "
+            "restore it or train again"
+        ) from None
+    except (pickle.UnpicklingError, RuntimeError) as exc:
         raise CheckpointError(
             f"checkpoint {path} cannot be loaded with weights_only=True: {exc}"
         ) from None
