@@ -21,11 +21,22 @@ import sys
 import textwrap
 from collections.abc import Sequence
 from types import MappingProxyType
+from typing import TYPE_CHECKING
 
 from medimg import __version__
 from medimg.errors import CaseError, MedimgError
 
-__all__ = ["EXIT_CODES", "build_parser", "main", "non_negative_int", "positive_int"]
+if TYPE_CHECKING:
+    from _typeshed import SupportsWrite
+
+__all__ = [
+    "EXIT_CODES",
+    "build_parser",
+    "gb_in_bytes",
+    "main",
+    "non_negative_int",
+    "positive_int",
+]
 
 EXIT_CODES = MappingProxyType(
     {
@@ -95,6 +106,29 @@ def non_negative_int(text: str) -> int:
     return _int_at_least(text, 0)
 
 
+def gb_in_bytes(text: str) -> int:
+    """An argparse type for ``--max-memory-gb``: a finite number of GiB > 0, returned in bytes.
+
+    Commands store it as ``max_bytes`` (``dest="max_bytes"``), the library's decode limit.
+
+    Examples
+    --------
+    >>> gb_in_bytes("0.5")
+    536870912
+    """
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a number of GiB, got {text!r}") from None
+    if not 0 < value < float("inf"):
+        raise argparse.ArgumentTypeError(f"must be a finite number of GiB > 0, got {text!r}")
+    if value * 1024**3 < 1:
+        raise argparse.ArgumentTypeError(
+            f"must be at least one byte (about 1e-9 GiB), got {text!r}"
+        )
+    return int(value * 1024**3)
+
+
 def _int_at_least(text: str, low: int) -> int:
     try:
         value = int(text)
@@ -105,9 +139,27 @@ def _int_at_least(text: str, low: int) -> int:
     return value
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse, except that a failed write of help or version text to stdout is not ignored.
+
+    argparse drops an ``OSError`` from writing ``--help`` (``medimg --help > /dev/full`` would
+    exit 0 with nothing written); here it reaches :func:`main`, which reports it (exit 1, or 141
+    for a closed pipe). A failed write to stderr is still dropped: there is nowhere to say so.
+    Subcommand parsers are of this class too (``add_subparsers`` uses the parent's class).
+    """
+
+    def _print_message(self, message: str, file: SupportsWrite[str] | None = None) -> None:
+        stdout = sys.stdout
+        if not message or file is not stdout:
+            super()._print_message(message, file)
+            return
+        sys.stdout.write(message)
+        sys.stdout.flush()
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser with every subcommand registered."""
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="medimg",
         description="Medical-imaging pipelines on MONAI: geometry-true IO, validated "
         "manifests,\none preprocessing chain per modality.",

@@ -6,6 +6,8 @@ import argparse
 import sys
 from typing import Any
 
+from medimg.cli import gb_in_bytes, positive_int
+
 __all__ = ["register"]
 
 
@@ -59,7 +61,16 @@ def register(sub: Any) -> None:
         help="interpolate series with missing or uneven slices instead of refusing them",
     )
     convert.add_argument(
-        "--min-slices", type=int, default=3, help="fewest slices of a volume (default 3)"
+        "--min-slices", type=positive_int, default=3, help="fewest slices of a volume (default 3)"
+    )
+    convert.add_argument(
+        "--max-memory-gb",
+        type=gb_in_bytes,
+        default=None,
+        dest="max_bytes",
+        metavar="GB",
+        help="refuse series that decode to more than GB gibibytes (default: 80%% of available "
+        "memory, at most 16)",
     )
     convert.set_defaults(handler=run_convert)
 
@@ -130,6 +141,7 @@ def run_convert(args: argparse.Namespace) -> int:
         min_slices=args.min_slices,
         gantry_tilt="resample" if args.resample_tilt else "error",
         uneven_spacing="resample" if args.resample_uneven else "error",
+        max_bytes=args.max_bytes,
     )
     result = convert_dicom_folder(
         args.folder, args.out_dir, options=options, keep_phi=args.keep_phi, overwrite=args.force

@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
+from medimg.cli import non_negative_int, positive_int
+
 __all__ = ["register"]
 
 
@@ -24,12 +26,14 @@ def register(sub: Any) -> None:
     p.add_argument("--force", action="store_true", help="recompute even if a saved one matches")
     p.add_argument(
         "--max-samples",
-        type=int,
+        type=positive_int,
         default=10_000_000,
         help="foreground voxels kept per channel for percentiles, over all cases "
         "(default 10000000, as nnU-Net)",
     )
-    p.add_argument("--seed", type=int, default=0, help="seed of the voxel subsampling")
+    p.add_argument(
+        "--seed", type=non_negative_int, default=0, help="seed of the voxel subsampling (>= 0)"
+    )
     p.add_argument("--json", action="store_true", help="print the whole fingerprint as JSON")
     p.set_defaults(handler=run)
 

@@ -13,6 +13,8 @@ import json
 import sys
 from typing import Any
 
+from medimg.cli import gb_in_bytes
+
 __all__ = ["register"]
 
 
@@ -35,8 +37,9 @@ def register(sub: Any) -> None:
     )
     p.add_argument(
         "--max-memory-gb",
-        type=_positive_gb,
+        type=gb_in_bytes,
         default=None,
+        dest="max_bytes",
         metavar="GB",
         help="refuse files that decode to more than GB gibibytes (default: 80%% of available "
         "memory, at most 16)",
@@ -44,29 +47,17 @@ def register(sub: Any) -> None:
     p.set_defaults(handler=run)
 
 
-def _positive_gb(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"must be a number of GiB, got {text!r}") from None
-    if not value > 0 or value == float("inf"):
-        raise argparse.ArgumentTypeError(f"must be > 0 and finite, got {text!r}")
-    return value
-
-
 def run(args: argparse.Namespace) -> int:
     """Handle ``medimg info``."""
     from medimg.errors import MedimgError
     from medimg.io import intensity_range, read_header
 
-    gb = args.max_memory_gb
-    max_bytes = None if gb is None else int(gb * 1024**3)
     failed = 0
     for name in args.files:
         try:
             record = read_header(name).describe()
             if not args.header_only:
-                record["range"] = list(intensity_range(name, max_bytes=max_bytes))
+                record["range"] = list(intensity_range(name, max_bytes=args.max_bytes))
         except MedimgError as exc:
             print(f"error: {str(exc).splitlines()[0]}", file=sys.stderr)
             failed += 1

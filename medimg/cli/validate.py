@@ -6,6 +6,8 @@ import argparse
 import sys
 from typing import Any
 
+from medimg.cli import gb_in_bytes
+
 __all__ = ["register"]
 
 
@@ -45,8 +47,9 @@ def register(sub: Any) -> None:
     )
     p.add_argument(
         "--max-memory-gb",
-        type=_positive_gb,
+        type=gb_in_bytes,
         default=None,
+        dest="max_bytes",
         metavar="GB",
         help="decode limit of one volume in GiB, as training's reads apply it: larger files "
         "are reported (default: the limit training uses, 80%% of available memory, at most "
@@ -65,26 +68,15 @@ def _tolerance_mm(text: str) -> float:
     return value
 
 
-def _positive_gb(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"must be a number of GiB, got {text!r}") from None
-    if not value > 0 or value == float("inf"):
-        raise argparse.ArgumentTypeError(f"must be a finite number of GiB > 0, got {text!r}")
-    return value
-
-
 def run(args: argparse.Namespace) -> int:
     """Handle ``medimg validate``."""
     from medimg.errors import ManifestError
     from medimg.manifests import Tolerances, load_manifest
 
-    max_bytes = None if args.max_memory_gb is None else int(args.max_memory_gb * 1024**3)
     tolerances = Tolerances(
         grid_mm=args.tolerance_mm,
         check_label_values=not args.no_label_values,
-        max_bytes=max_bytes,
+        max_bytes=args.max_bytes,
     )
     failed = 0
     for name in args.manifests:

@@ -175,11 +175,13 @@ def rescale(
 
 def _check_memory(series: DicomSeries, geometry: StackGeometry, options: DicomReadOptions) -> None:
     needed = int(np.prod(geometry.shape)) * 4  # float32 worst case
-    if needed > options.max_bytes:
+    limit = options.decode_limit_bytes()
+    if needed > limit:
         raise ImageTooLargeError(
             f"{series.folder}: {series.label}: decoding {geometry.shape} voxels needs up to "
-            f"{needed / 1024**3:.2f} GiB, over the limit of {options.max_bytes / 1024**3:.2f} "
-            "GiB; raise max_bytes"
+            f"{needed / 1024**3:.2f} GiB, over the limit of {limit / 1024**3:.2f} GiB; if the "
+            "headers are right and the memory is there, raise the limit: max_bytes= in "
+            "DicomReadOptions, or --max-memory-gb in medimg convert"
         )
 
 

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 from medimg.errors import ConfigError
-from medimg.io.volume import DEFAULT_MAX_BYTES
+from medimg.io.volume import default_max_bytes
 
 __all__ = ["CorrectionPolicy", "DicomReadOptions"]
 
@@ -34,8 +34,10 @@ class DicomReadOptions:
     uneven_spacing : {"error", "resample"}
         Refuse uneven or missing slices (default), or resample onto an even grid at the median
         step (slices in gaps are interpolated linearly).
-    max_bytes : int
-        Largest decoded volume, checked from the headers before any pixel is read.
+    max_bytes : int or None
+        Largest decoded volume in bytes, checked from the headers before any pixel is read.
+        None (the default): :func:`medimg.io.default_max_bytes` at the time of reading (80%
+        of the memory then available, at most 16 GiB), as for every other format.
     """
 
     min_slices: int = 3
@@ -43,7 +45,7 @@ class DicomReadOptions:
     tilt_tolerance_deg: float = 0.1
     gantry_tilt: CorrectionPolicy = "error"
     uneven_spacing: CorrectionPolicy = "error"
-    max_bytes: int = DEFAULT_MAX_BYTES
+    max_bytes: int | None = None
 
     def __post_init__(self) -> None:
         if self.min_slices < 1:
@@ -53,7 +55,13 @@ class DicomReadOptions:
                 "spacing_tolerance_mm and tilt_tolerance_deg must be >= 0, got "
                 f"{self.spacing_tolerance_mm} and {self.tilt_tolerance_deg}"
             )
+        if self.max_bytes is not None and self.max_bytes <= 0:
+            raise ConfigError(f"max_bytes must be > 0 or None, got {self.max_bytes}")
         for name in ("gantry_tilt", "uneven_spacing"):
             value = getattr(self, name)
             if value not in ("error", "resample"):
                 raise ConfigError(f"{name} must be 'error' or 'resample', got {value!r}")
+
+    def decode_limit_bytes(self) -> int:
+        """``max_bytes``, or when it is None the default limit now (:func:`default_max_bytes`)."""
+        return default_max_bytes() if self.max_bytes is None else self.max_bytes
