@@ -1,11 +1,19 @@
-"""Evaluation: segmentation and classification metrics, reports and figures.
+"""Evaluation: segmentation, classification and detection metrics, reports and figures.
 
 Segmentation scores are in physical units (mm, mL) on anisotropic grids; see
-:mod:`medimg.evaluation.segmentation` for the surface and empty-mask conventions.
+:mod:`medimg.evaluation.segmentation` for the surface and empty-mask conventions. Detection
+scores (LUNA16 FROC and CPM in :mod:`medimg.evaluation.detection`, mAP in
+:mod:`medimg.evaluation.average_precision`) are in world millimetres; lesion-wise scores of label
+maps and their conversion to detections are in :mod:`medimg.evaluation.lesions`.
 """
 
 from __future__ import annotations
 
+from medimg.evaluation.average_precision import (
+    AveragePrecision,
+    box_iou,
+    mean_average_precision,
+)
 from medimg.evaluation.classification import (
     ClassificationScores,
     accuracy,
@@ -16,12 +24,37 @@ from medimg.evaluation.classification import (
     score_classification,
     sensitivity_specificity,
 )
+from medimg.evaluation.detection import (
+    LUNA16_FP_RATES,
+    PUBLISHED_LUNA16,
+    Detection,
+    FrocResult,
+    Lesion,
+    PublishedFroc,
+    ScanFindings,
+    WorldBox,
+    froc,
+)
 from medimg.evaluation.figures import (
     representative_slices,
     save_confusion_figure,
+    save_detection_figure,
+    save_froc_figure,
     save_overlay_figure,
     save_roc_figure,
     save_training_curves,
+)
+from medimg.evaluation.lesions import (
+    LesionComponent,
+    LesionScores,
+    LesionSummary,
+    detections_from_label_map,
+    label_components,
+    lesion_components,
+    lesion_scores,
+    lesions_from_label_map,
+    summarize_lesions,
+    world_box_to_voxel,
 )
 from medimg.evaluation.report import CSV_COLUMNS, summarize, write_case_csv, write_json
 from medimg.evaluation.segmentation import (
@@ -36,18 +69,40 @@ from medimg.evaluation.segmentation import (
 
 __all__ = [
     "CSV_COLUMNS",
+    "LUNA16_FP_RATES",
+    "PUBLISHED_LUNA16",
+    "AveragePrecision",
     "CaseScores",
     "ClassificationScores",
+    "Detection",
+    "FrocResult",
     "LabelScores",
+    "Lesion",
+    "LesionComponent",
+    "LesionScores",
+    "LesionSummary",
+    "PublishedFroc",
+    "ScanFindings",
+    "WorldBox",
     "accuracy",
     "balanced_accuracy",
+    "box_iou",
     "confusion_matrix",
+    "detections_from_label_map",
     "dice",
+    "froc",
     "hausdorff95_mm",
+    "label_components",
+    "lesion_components",
+    "lesion_scores",
+    "lesions_from_label_map",
+    "mean_average_precision",
     "representative_slices",
     "roc_auc",
     "roc_curve",
     "save_confusion_figure",
+    "save_detection_figure",
+    "save_froc_figure",
     "save_overlay_figure",
     "save_roc_figure",
     "save_training_curves",
@@ -55,8 +110,10 @@ __all__ = [
     "score_classification",
     "sensitivity_specificity",
     "summarize",
+    "summarize_lesions",
     "surface_dice",
     "volume_ml",
+    "world_box_to_voxel",
     "write_case_csv",
     "write_json",
 ]
