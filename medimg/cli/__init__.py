@@ -31,6 +31,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "EXIT_CODES",
+    "add_max_memory_option",
     "build_parser",
     "gb_in_bytes",
     "main",
@@ -127,6 +128,22 @@ def gb_in_bytes(text: str) -> int:
             f"must be at least one byte (about 1e-9 GiB), got {text!r}"
         )
     return int(value * 1024**3)
+
+
+def add_max_memory_option(parser: argparse.ArgumentParser, *, what: str) -> None:
+    """Add ``--max-memory-gb GB`` to `parser`: the decode limit, as ``args.max_bytes`` in bytes.
+
+    ``args.max_bytes`` is None when the option is not given: the library then applies
+    :func:`medimg.io.default_max_bytes` when it reads. `what` begins the help text.
+    """
+    parser.add_argument(
+        "--max-memory-gb",
+        type=gb_in_bytes,
+        default=None,
+        dest="max_bytes",
+        metavar="GB",
+        help=f"{what} (default: 80%% of the memory available at the time, at most 16 GiB)",
+    )
 
 
 def _int_at_least(text: str, low: int) -> int:

@@ -6,7 +6,7 @@ import argparse
 import sys
 from typing import Any
 
-from medimg.cli import gb_in_bytes, positive_int
+from medimg.cli import add_max_memory_option, positive_int
 
 __all__ = ["register"]
 
@@ -63,15 +63,7 @@ def register(sub: Any) -> None:
     convert.add_argument(
         "--min-slices", type=positive_int, default=3, help="fewest slices of a volume (default 3)"
     )
-    convert.add_argument(
-        "--max-memory-gb",
-        type=gb_in_bytes,
-        default=None,
-        dest="max_bytes",
-        metavar="GB",
-        help="refuse series that decode to more than GB gibibytes (default: 80%% of available "
-        "memory, at most 16)",
-    )
+    add_max_memory_option(convert, what="refuse series that decode to more than GB GiB")
     convert.set_defaults(handler=run_convert)
 
 

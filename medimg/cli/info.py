@@ -13,7 +13,7 @@ import json
 import sys
 from typing import Any
 
-from medimg.cli import gb_in_bytes
+from medimg.cli import add_max_memory_option
 
 __all__ = ["register"]
 
@@ -35,15 +35,7 @@ def register(sub: Any) -> None:
         action="store_true",
         help="read only headers (no intensity range; a damaged compressed body goes unseen)",
     )
-    p.add_argument(
-        "--max-memory-gb",
-        type=gb_in_bytes,
-        default=None,
-        dest="max_bytes",
-        metavar="GB",
-        help="refuse files that decode to more than GB gibibytes (default: 80%% of available "
-        "memory, at most 16)",
-    )
+    add_max_memory_option(p, what="refuse files that decode to more than GB GiB")
     p.set_defaults(handler=run)
 
 

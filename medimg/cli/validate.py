@@ -6,7 +6,7 @@ import argparse
 import sys
 from typing import Any
 
-from medimg.cli import gb_in_bytes
+from medimg.cli import add_max_memory_option
 
 __all__ = ["register"]
 
@@ -45,15 +45,9 @@ def register(sub: Any) -> None:
         help="skip reading label maps' voxels to check their values are declared (and, "
         "for float label maps, finite)",
     )
-    p.add_argument(
-        "--max-memory-gb",
-        type=gb_in_bytes,
-        default=None,
-        dest="max_bytes",
-        metavar="GB",
-        help="decode limit of one volume in GiB, as training's reads apply it: larger files "
-        "are reported (default: the limit training uses, 80%% of available memory, at most "
-        "16 GiB)",
+    add_max_memory_option(
+        p,
+        what="decode limit of one volume in GiB, as training applies it: larger files are reported",
     )
     p.set_defaults(handler=run)
 
