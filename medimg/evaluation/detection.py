@@ -61,7 +61,7 @@ LUNA16_FP_RATES: tuple[float, ...] = (0.125, 0.25, 0.5, 1.0, 2.0, 4.0, 8.0)
 
 def _point(value: Sequence[float], name: str) -> Point3:
     try:
-        p = tuple(float(v) for v in value)
+        p = () if isinstance(value, str | bytes) else tuple(float(v) for v in value)
     except (TypeError, ValueError):
         p = ()
     if len(p) != 3 or not all(math.isfinite(v) for v in p):

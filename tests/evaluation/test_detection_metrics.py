@@ -208,6 +208,41 @@ def test_froc_parameter_errors(kwargs: dict[str, object], match: str) -> None:
         froc(_two_scans(), **kwargs)  # type: ignore[arg-type]
 
 
+@settings(max_examples=60, deadline=None)
+@given(
+    st.lists(
+        st.tuples(
+            st.integers(0, 1),  # scan
+            st.tuples(st.integers(0, 12), st.integers(0, 12), st.integers(0, 3)),
+            st.floats(0, 1),  # score
+        ),
+        max_size=12,
+    ),
+    st.lists(
+        st.tuples(st.integers(0, 1), st.integers(0, 12), st.integers(1, 8)), min_size=1, max_size=4
+    ),
+)
+def test_froc_sensitivity_is_monotone_and_bounded(
+    dets: list[tuple[int, tuple[int, int, int], float]], lesions: list[tuple[int, int, int]]
+) -> None:
+    scans = [
+        ScanFindings(
+            scan_id=str(k),
+            lesions=tuple(
+                Lesion(center_mm=(x, x, 0), diameter_mm=d) for s, x, d in lesions if s == k
+            ),
+            detections=tuple(_det(c, score) for s, c, score in dets if s == k),
+        )
+        for k in (0, 1)
+    ]
+    r = froc(scans)
+    assert all(0.0 <= v <= 1.0 for v in r.sensitivities)
+    assert list(r.sensitivities) == sorted(r.sensitivities)
+    assert r.n_detected <= r.n_lesions
+    # a detection is a hit, an FP or ignored on an excluded finding: never two of the last two
+    assert r.n_false_positives + r.n_ignored_excluded <= len(dets)
+
+
 def test_froc_needs_scans() -> None:
     with pytest.raises(ConfigError, match="scans must hold at least one scan"):
         froc([])
@@ -220,6 +255,12 @@ def test_record_validation_errors() -> None:
         Lesion(center_mm=(0, float("nan"), 0), diameter_mm=1.0)
     with pytest.raises(GeometryError, match=r"center_mm must be 3 finite numbers \(mm\), got"):
         Lesion(center_mm=(0, 0), diameter_mm=1.0)  # type: ignore[arg-type]
+    with pytest.raises(
+        GeometryError, match=r"center_mm must be 3 finite numbers \(mm\), got '123'"
+    ):
+        Lesion(center_mm="123", diameter_mm=1.0)  # type: ignore[arg-type]
+    with pytest.raises(GeometryError, match=r"min_mm must be 3 finite numbers"):
+        WorldBox(None, (1, 1, 1))  # type: ignore[arg-type]
     with pytest.raises(GeometryError, match=r"box min_mm must be <= max_mm per axis"):
         WorldBox((0, 0, 1), (1, 1, 0))
     with pytest.raises(GeometryError, match=r"size_mm must be >= 0 per axis"):
