@@ -9,11 +9,12 @@ accept too. A path is read as
 * a **DICOM series folder** by :mod:`medimg.io.dicom` (:func:`~medimg.io.dicom.read_series`
   and :func:`~medimg.io.dicom.read_dicom_header`), with the same policies: non-finite voxels,
   shear, dimensionality and the decode limit (:func:`~medimg.io.default_max_bytes` when none
-  is given, checked from the headers before any pixel is decoded). The volume is float32
-  (rescale slope and intercept applied), ``(1, columns, rows, slices)`` in the stored slice
-  order, and its :class:`~medimg.io.SourceGeometry` (format ``"dicom"``, path the series
-  folder) is the series' grid, so a prediction written onto it as NIfTI
-  (:func:`~medimg.io.save_volume` with ``like=source.affine``) lies on the DICOM slices.
+  is given, checked from the headers before any pixel is decoded). The volume holds the
+  rescaled values (the stored integers when the rescale is integral, else float32),
+  ``(1, columns, rows, slices)`` in the stored slice order, and its
+  :class:`~medimg.io.SourceGeometry` (format ``"dicom"``, path the series folder) is the
+  series' grid, so a prediction written onto it as NIfTI (:func:`~medimg.io.save_volume`
+  with ``like=source``) lies on the DICOM slices.
 
 A folder must hold one volume. When it holds several (series, or the parts of a 4D series),
 the read is refused with the list of candidates unless ``rules``
@@ -104,7 +105,7 @@ def read_image_header(
 
     For a DICOM folder every header is read and every geometric check of the series runs
     (a folder that passes fails later only on pixel decoding); ``dtype`` is the stored pixel
-    type (the volume itself is float32).
+    type (the volume's may differ: see the module docstring).
 
     Parameters
     ----------

@@ -21,7 +21,7 @@ training's reads apply:
 * **finite voxels**. Only float-stored images, and integer NIfTI images whose
   ``scl_slope``/``scl_inter`` could overflow float32, can hold NaN or infinity, so only their
   voxels are read (one volume at a time), besides label maps for the label-value check and
-  DICOM series, whose pixels are decoded (and rescaled to float32) as training decodes them.
+  DICOM series, whose pixels are decoded and rescaled as training decodes them.
 """
 
 from __future__ import annotations
@@ -301,7 +301,7 @@ def _scaling(geom: SourceGeometry) -> tuple[float, float]:
 
 def _decoded_bytes(geom: SourceGeometry, scaling: tuple[float, float]) -> int:
     dtype = np.dtype(geom.dtype)
-    rescaled = scaling != (1.0, 0.0) or geom.format == "dicom"  # DICOM: rescaled to float32
+    rescaled = scaling != (1.0, 0.0) or geom.format == "dicom"  # DICOM: float32 at worst
     itemsize = 4 if rescaled else dtype.itemsize
     return int(np.prod(_stored_shape(geom), dtype=np.int64)) * itemsize
 
