@@ -15,9 +15,26 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from medimg.cli import positive_int
+
 __all__ = ["build_classification_config", "build_config", "register", "resolve_task"]
 
 logger = logging.getLogger(__name__)
+
+SPLITS = ("training", "validation", "test")
+
+
+def _positive_finite(text: str) -> float:
+    """An argparse type: a finite number > 0 (``--lr nan`` and ``--lr inf`` are refused)."""
+    import math
+
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a number, got {text!r}") from None
+    if not math.isfinite(value) or value <= 0:
+        raise argparse.ArgumentTypeError(f"must be a finite number > 0, got {text!r}")
+    return value
 
 
 def _common(p: argparse.ArgumentParser) -> None:
@@ -48,11 +65,13 @@ def _train_options(p: argparse.ArgumentParser) -> None:
         help="segmentation: patch size X Y Z (default: 96 96 96); classification: pad/crop "
         "every image to this size (default: none)",
     )  # fmt: skip
-    p.add_argument("--batch-size", type=int, default=None, help="default: 2 (seg.), 32 (cls.)")
+    p.add_argument(
+        "--batch-size", type=positive_int, default=None, help="default: 2 (seg.), 32 (cls.)"
+    )
     p.add_argument("--epochs", type=int, default=100)
     p.add_argument("--iterations-per-epoch", type=int, default=None)
     p.add_argument("--optimizer", default="adamw", choices=["adamw", "sgd"])
-    p.add_argument("--lr", type=float, default=1e-3, help="initial learning rate")
+    p.add_argument("--lr", type=_positive_finite, default=1e-3, help="initial learning rate")
     p.add_argument("--lr-schedule", default="poly", choices=["poly", "cosine", "constant"])
     p.add_argument("--loss", default="dice_ce", choices=["dice_ce", "dice", "ce"], help="seg.")
     p.add_argument("--width-factor", type=float, default=1.0, help="classifier width (ResNet)")
@@ -110,7 +129,11 @@ def register(sub: Any) -> None:
         "predictions then go to --out itself and failing cases are recorded while the batch "
         "goes on (as with --keep-going)",
     )  # fmt: skip
-    predict.add_argument("--split", default="test", help="manifest split (default: test)")
+    predict.add_argument("--split", default="test", choices=SPLITS, help="manifest split")
+    predict.add_argument(
+        "--threshold", type=float, default=0.5,
+        help="classification: probability at which the positive class is called",
+    )  # fmt: skip
     predict.add_argument(
         "--mirror-axes", type=int, nargs="+", default=(), metavar="AXIS",
         help="segmentation: test-time mirroring over these axes (0 1 2 = X Y Z, RAS), the "
@@ -132,11 +155,8 @@ def register(sub: Any) -> None:
         "confusion matrix).",
     )
     _common(evaluate)
-    evaluate.add_argument("--split", default="test", help="manifest split (default: test)")
+    evaluate.add_argument("--split", default="test", choices=SPLITS, help="manifest split")
     evaluate.add_argument("--tolerance-mm", type=float, default=2.0, help="surface Dice tolerance")
-    evaluate.add_argument(
-        "--threshold", type=float, default=0.5, help="classification: positive-call probability"
-    )
     evaluate.add_argument("--force", action="store_true", help="overwrite an existing report")
     evaluate.set_defaults(handler=run_evaluate)
 
@@ -199,7 +219,7 @@ def build_config(args: argparse.Namespace) -> Any:
             "network": args.network or "dynunet",
             "base_features": args.features,
             "roi_size_vox": tuple(args.roi or (96, 96, 96)),
-            "batch_size": args.batch_size or 2,
+            "batch_size": 2 if args.batch_size is None else args.batch_size,
             "loss": args.loss,
         }
     if getattr(args, "model", None) is not None:
@@ -227,13 +247,12 @@ def build_classification_config(args: argparse.Namespace) -> Any:
             "width_factor": args.width_factor,
             "stem_stride": args.stem_stride,
             "input_size_vox": None if args.roi is None else tuple(args.roi),
-            "batch_size": args.batch_size or 32,
+            "batch_size": 32 if args.batch_size is None else args.batch_size,
             "balance": args.balance,
             "multi_label": args.multi_label,
         }
-    return ClassificationConfig(
-        **_shared_config(args), threshold=getattr(args, "threshold", 0.5), **extra
-    )
+    return ClassificationConfig(**_shared_config(args), threshold=getattr(args, "threshold", 0.5),
+                                **extra)  # fmt: skip
 
 
 def _pipeline(args: argparse.Namespace) -> tuple[Any, Any]:
@@ -249,11 +268,19 @@ def _pipeline(args: argparse.Namespace) -> tuple[Any, Any]:
 
 def run_train(args: argparse.Namespace) -> int:
     """Handle ``medimg train``."""
+    from medimg.errors import ConfigError
+    from medimg.training import LAST
+
     pipeline, cfg = _pipeline(args)
+    if args.resume and not (cfg.model_dir / LAST).is_file():
+        raise ConfigError(
+            f"--resume needs a run to continue, got no {LAST} in {cfg.model_dir}; drop --resume "
+            "to start a new run"
+        )
     result = pipeline.train(cfg, resume=args.resume)
     fit = result.fit
     best = "n/a" if fit.best_metric is None else f"{fit.best_metric:.4f} (epoch {fit.best_epoch})"
-    metric = "AUC" if pipeline.__name__.endswith("classification") else "Dice"
+    metric = pipeline.TASK.metric
     print(f"trained {fit.epochs_run} epochs; best validation {metric} {best}")
     print(f"checkpoint {result.checkpoint} sha256 {result.checkpoint_sha256}")
     return 0
@@ -271,7 +298,7 @@ def run_predict(args: argparse.Namespace) -> int:
 
     pipeline, cfg = _pipeline(args)
     keep_going = args.keep_going or args.model is not None
-    if pipeline.__name__.endswith("classification"):
+    if pipeline.TASK.name == "classification":
         if args.model is not None:
             raise ConfigError(
                 "--model must be used with a segmentation manifest, got a classification one; "
@@ -286,7 +313,7 @@ def run_predict(args: argparse.Namespace) -> int:
             progress=args.progress,
         )  # fmt: skip
     counts = {s: sum(c.status == s for c in result.cases) for s in ("written", "skipped", "failed")}
-    where = getattr(result, "out_dir", None) or result.path
+    where = result.path
     print(f"{where}: " + ", ".join(f"{n} {s}" for s, n in counts.items()))
     if counts["failed"]:
         print(f"{counts['failed']} of {len(result.cases)} cases failed:")
@@ -294,11 +321,7 @@ def run_predict(args: argparse.Namespace) -> int:
         if case.status == "failed":
             print(f"  {case.case_id}: {case.error}")
     if counts["failed"]:
-        summary = (
-            where / "summary.json"
-            if hasattr(result, "out_dir")
-            else result.path.with_name(f"{args.split}.summary.json")
-        )
+        summary = result.summary_path
         first = next(c for c in result.cases if c.status == "failed")
         print(
             f"error: {counts['failed']} of {len(result.cases)} cases failed (first: "
@@ -313,7 +336,7 @@ def run_evaluate(args: argparse.Namespace) -> int:
     """Handle ``medimg evaluate``."""
     pipeline, cfg = _pipeline(args)
     result = pipeline.evaluate(cfg, split=args.split, overwrite=args.force)
-    if pipeline.__name__.endswith("classification"):
+    if pipeline.TASK.name == "classification":
         return _print_classification(result)
     print(f"mean Dice {result.summary['mean_dice']:.4f} over {len(result.cases)} cases")
     for name, stats in result.summary["labels"].items():

@@ -2,7 +2,9 @@
 
 ``model.json`` holds the network configuration, the preprocessing options, the modality, the
 output names (segmentation labels or classes) and the SHA-256 of the checkpoint and of the
-dataset fingerprint, which sits beside it in ``fingerprint.json``. :func:`load_model_bundle`
+dataset fingerprint, which sits beside it in ``fingerprint.json``, and the task's typed head
+(``head``: classification's ``multi_label`` and ``input_size_vox``; older classification
+folders keep it in ``classifier.json``, read through the same checks). :func:`load_model_bundle`
 checks every key and type of ``model.json`` (a hand-edited or damaged record is refused naming
 the key, never half-used), rebuilds the network, verifies both digests and loads the weights
 with ``weights_only=True``.
@@ -68,6 +70,11 @@ class ModelBundle:
     outputs: dict[int, str]
     fingerprint: Fingerprint | None
     checkpoint_sha256: str
+    head: Any = None
+
+
+_OLD_HEAD = "classifier.json"
+"""Where classification models written before the head moved into model.json keep it."""
 
 
 def save_model_bundle(
@@ -79,11 +86,13 @@ def save_model_bundle(
     outputs: Mapping[int, str],
     fingerprint: Fingerprint | None,
     checkpoint: str,
+    head: object | None = None,
 ) -> Path:
     """Write ``model.json`` (and ``fingerprint.json``) into ``model_dir``; return model.json.
 
     ``checkpoint`` names the weights file in ``model_dir`` (``best.pt``); its digest is
     recorded now and checked at every load. ``outputs`` maps output index to label or class.
+    ``head`` is the task's settings dataclass of the model (written under ``head``).
     """
     folder = Path(model_dir)
     record = {
@@ -98,11 +107,16 @@ def save_model_bundle(
     if fingerprint is not None:
         (folder / "fingerprint.json").write_text(fingerprint.to_json() + "\n", encoding="utf-8")
         record["fingerprint_sha256"] = sha256_file(folder / "fingerprint.json")
+    if head is not None:
+        record["head"] = to_jsonable(head)
     return write_json(record, folder / MODEL_RECORD, overwrite=True)
 
 
-def load_model_bundle(model_dir: PathLike) -> ModelBundle:
+def load_model_bundle(model_dir: PathLike, *, head_type: type[Any] | None = None) -> ModelBundle:
     """Rebuild the network of ``model_dir`` with its verified weights.
+
+    With ``head_type`` (a task's settings dataclass) the record's ``head`` is checked field by
+    field and built into it (``ModelBundle.head``).
 
     Raises
     ------
@@ -111,7 +125,8 @@ def load_model_bundle(model_dir: PathLike) -> ModelBundle:
     CheckpointError
         When ``model.json`` is not valid JSON, lacks a key or has a wrong type or value (the
         message names the file and the key), or the weights or the fingerprint are missing,
-        replaced, damaged, not loadable with ``weights_only=True`` or do not fit the network.
+        replaced, damaged, not loadable with ``weights_only=True`` or do not fit the network;
+        or ``head_type`` is given and the head is missing or not of it.
     """
     from medimg.transforms import PreprocessConfig
 
@@ -124,6 +139,7 @@ def load_model_bundle(model_dir: PathLike) -> ModelBundle:
     record = _read_record(path)
     network = _settings(NetworkConfig, record["network"], path, "network")
     preprocess = _settings(PreprocessConfig, record["preprocess"], path, "preprocess")
+    head = None if head_type is None else _head(folder, record, path, head_type)
     model = build_network(network)
     checkpoint = _inside(folder, record["checkpoint"], path, "checkpoint")
     try:
@@ -156,7 +172,27 @@ def load_model_bundle(model_dir: PathLike) -> ModelBundle:
         outputs={int(k): v for k, v in record["outputs"].items()},
         fingerprint=_fingerprint(folder, record, path),
         checkpoint_sha256=record["checkpoint_sha256"],
+        head=head,
     )
+
+
+def _head(folder: Path, record: Mapping[str, Any], path: Path, head_type: type[Any]) -> Any:
+    """The record's ``head`` (or an older folder's ``classifier.json``) as ``head_type``."""
+    fix = "the model folder is damaged, was edited or is of another task: train again"
+    where, values = path, record.get("head")
+    old = folder / _OLD_HEAD
+    if values is None and old.is_file():
+        where = old
+        try:
+            values = json.loads(old.read_text(encoding="utf-8"))
+        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+            raise CheckpointError(f"{old}: must be UTF-8 JSON, got {exc}; {fix}") from None
+    if not isinstance(values, dict):
+        raise CheckpointError(
+            f"{where}: key 'head' must be an object of {head_type.__name__} settings, got "
+            f"{_kind(values)}; {fix}"
+        )
+    return _settings(head_type, values, where, "head")
 
 
 def _read_record(path: Path) -> dict[str, Any]:

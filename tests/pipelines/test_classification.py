@@ -69,10 +69,11 @@ def test_xray_train_predict_evaluate(trained: tuple[ClassificationConfig, TrainR
     assert [c.case_id for c in predicted.cases] == [f"case_{k:03d}" for k in range(16, 20)]
     assert {c.status for c in predicted.cases} == {"written"}
     for case in predicted.cases:
-        assert case.probabilities is not None
-        assert sum(case.probabilities) == pytest.approx(1.0, abs=1e-5)  # softmax
-        called = "nodule" if case.probabilities[1] >= 0.5 else "normal"
-        assert case.predicted == called
+        assert case.result is not None
+        probabilities = case.result["probabilities"]
+        assert sum(probabilities) == pytest.approx(1.0, abs=1e-5)  # softmax
+        called = "nodule" if probabilities[1] >= 0.5 else "normal"
+        assert case.result["predicted"] == called
     assert {c.status for c in predict(cfg).cases} == {"skipped"}  # resumable
 
     report = evaluate(cfg)
@@ -106,9 +107,9 @@ def test_multi_label_with_balanced_sampler(xray: Path, tmp_path: Path) -> None:
     cfg = _xr_cfg(xray, tmp_path, multi_label=True, balance="sampler", augment=aug,
                   train=TrainConfig(max_epochs=1, device="cpu"))  # fmt: skip
     train(cfg)
-    head = json.loads((cfg.model_dir / "classifier.json").read_text())
-    assert head == {"multi_label": True, "input_size_vox": None}
-    probs = [c.probabilities for c in predict(cfg).cases]
+    head = json.loads((cfg.model_dir / "model.json").read_text())["head"]
+    assert head == {"multi_label": True, "input_size_vox": None}  # typed, in the model record
+    probs = [(c.result or {}).get("probabilities") for c in predict(cfg).cases]
     assert all(p is not None and 0 < min(p) and max(p) < 1 for p in probs)
     # independent sigmoids: the rows need not sum to one
     assert any(p is not None and abs(sum(p) - 1) > 1e-4 for p in probs)
@@ -198,9 +199,7 @@ def test_config_errors(tmp_path: Path) -> None:
         ConfigError, match=r"input_size_vox must be 2 or 3 positive integers, got \(0, 4\)"
     ):
         ClassificationConfig(manifest=m, out_dir=tmp_path, input_size_vox=(0, 4))
-    with pytest.raises(
-        ConfigError, match=r"batch_size must be >= 1 and threshold in \(0, 1\), got 8 and 1.0"
-    ):
+    with pytest.raises(ConfigError, match=r"threshold must be in \(0, 1\), got 1.0"):
         ClassificationConfig(manifest=m, out_dir=tmp_path, batch_size=8, threshold=1.0)
     with pytest.raises(ConfigError, match=r"validation_fraction must be in \[0, 1\), got 1.0"):
         ClassificationConfig(manifest=m, out_dir=tmp_path, validation_fraction=1.0)
@@ -253,13 +252,13 @@ def test_predict_fail_fast_names_the_case(
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    import pipelines.classification as pipeline
+    import medimg.tasks.classification as task
 
     cfg, _ = trained
 
     def unreadable(*args: object) -> None:
         raise OSError("read error: disk gone")
 
-    monkeypatch.setattr(pipeline, "_predict_one", unreadable)
+    monkeypatch.setattr(task, "apply_chain", unreadable)
     with pytest.raises(CaseError, match=r"case case_016: prediction failed: read error: disk gone"):
         predict(cfg, overwrite=True)

@@ -20,13 +20,13 @@ def test_commands_follow_the_manifest_task(
     assert "trained 1 epochs; best validation AUC" in capsys.readouterr().out
     model = json.loads((tmp_path / "run" / "model" / "model.json").read_text())
     assert model["network"]["name"] == "resnet18"  # the classification default
-    assert main(["predict", *common]) == 0
+    assert main(["predict", *common, "--threshold", "0.3"]) == 0
     assert "test.csv: 2 written, 0 skipped, 0 failed" in capsys.readouterr().out
-    assert main(["evaluate", *common, "--threshold", "0.3"]) == 0
+    assert main(["evaluate", *common]) == 0  # scores prediction's calls, at its threshold
     out = capsys.readouterr().out
     assert "AUC" in out
     assert "at threshold 0.3: sensitivity" in out
-    assert main(["evaluate", *common]) == 2
+    assert main(["evaluate", *common]) == 2  # the report exists
     assert "exists; pass overwrite=True" in capsys.readouterr().err
 
 

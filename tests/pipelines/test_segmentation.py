@@ -122,7 +122,7 @@ def test_predict_failures(
         ({"batch_size": 0}, r"batch_size and samples_per_case must be >= 1, got 0 and 2"),
         (
             {"sw_overlap": 1.0},
-            r"validation_fraction and sw_overlap must be in \[0, 1\), got 0.2 and 1.0",
+            r"sw_overlap must be in \[0, 1\), got 1.0",
         ),
         (
             {"mirror_axes": (0, 3)},

@@ -42,8 +42,9 @@ _CHILD = textwrap.dedent(
     sys.path.insert(0, {here!r})
     import test_resume_exact as t
     import pipelines.{pipeline} as pipeline
+    import medimg.tasks.{pipeline} as task  # where the task draws its batches
 
-    real = pipeline.epoch_batches
+    real = task.epoch_batches
 
     def dying(*args, epoch, **kwargs):
         batches = real(*args, epoch=epoch, **kwargs)
@@ -55,7 +56,7 @@ _CHILD = textwrap.dedent(
             yield batches[1]
         return killed_after_one_step()
 
-    pipeline.epoch_batches = dying
+    task.epoch_batches = dying
     pipeline.train(t.{config}(Path({manifest!r}), Path({out!r})))
     """
 )

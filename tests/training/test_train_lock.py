@@ -29,9 +29,10 @@ _CHILD = textwrap.dedent(
     import torch
     torch.set_num_threads(1)
     import pipelines.segmentation as seg
+    import medimg.tasks.segmentation as task  # where the task draws its batches
     from medimg.training import TrainConfig
 
-    real = seg.epoch_batches
+    real = task.epoch_batches
     ready, go = Path({ready!r}), Path({go!r})
 
     def waiting(*args, epoch, **kwargs):
@@ -41,7 +42,7 @@ _CHILD = textwrap.dedent(
             time.sleep(0.05)
         return real(*args, epoch=epoch, **kwargs)
 
-    seg.epoch_batches = waiting
+    task.epoch_batches = waiting
     cfg = seg.SegmentationConfig(
         manifest=Path({manifest!r}), out_dir=Path({out!r}), network="unet", base_features=4,
         roi_size_vox=(16, 16, 8), augment=None, train=TrainConfig(max_epochs=1, device="cpu"),

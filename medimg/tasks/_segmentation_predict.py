@@ -1,0 +1,101 @@
+"""Segmentation prediction: one case streamed onto its stored grid, and the batch predictor."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from medimg.errors import MedimgError
+from medimg.keys import Keys
+from medimg.manifests import ResolvedCase
+from medimg.networks import NetworkConfig
+from medimg.tasks.base import PredictConfig
+from medimg.tasks.engine import options_of
+from medimg.training import apply_chain
+
+__all__ = ["SegmentationPredictor", "on_grid_of", "predict_case"]
+
+logger = logging.getLogger(__name__)
+
+IMAGE = Keys.IMAGE.value
+
+
+def predict_case(
+    case: ResolvedCase, chain: Any, model: tuple[Any, NetworkConfig], infer: Any, out: Path
+) -> Path:
+    """Predict one case and write its label map on the image's stored grid; return the path.
+
+    The network's probabilities on the (small) preprocessed grid go back to the stored grid
+    slab by slab (:func:`~medimg.inference.source_label_slabs`) and each slab's labels are
+    written as they come (:func:`~medimg.inference.write_slabs_nifti`, atomically), so neither
+    probabilities nor labels are ever held at full resolution.
+    """
+    from medimg.inference import source_label_slabs, write_slabs_nifti
+    from medimg.tasks.segmentation import sliding_window
+
+    sample = apply_chain(chain, {IMAGE: str(case.images[0])})
+    record = sample[Keys.RECORD]
+    probabilities = sliding_window(model[0], sample[IMAGE], replace(infer, output="probabilities"))
+    return write_slabs_nifti(
+        source_label_slabs(probabilities, record), out,
+        shape=record.source_shape, affine=record.source_affine, dtype=np.uint8, overwrite=True,
+    )  # fmt: skip
+
+
+def on_grid_of(path: Path, image: Path) -> bool:
+    """Whether the header of ``path`` lies on the grid of ``image`` (the one grid test)."""
+    from medimg.io import read_header, read_image_header
+
+    return read_header(path).same_grid(read_image_header(image))  # image: file or DICOM folder
+
+
+class SegmentationPredictor:
+    """Label maps of a batch onto each image's stored grid (:class:`~medimg.tasks.Predictor`)."""
+
+    summary_name = "summary.json"
+
+    def __init__(self, bundle: Any, chain: Any, cfg: PredictConfig) -> None:
+        from medimg.inference import inference_settings
+        from medimg.tasks.segmentation import SegmentationTask, inference_config
+
+        options = options_of(SegmentationTask(), cfg.options, "predict")
+        roi = bundle.network.roi_size_vox
+        self.infer = replace(
+            inference_config(
+                roi, options.sw_overlap, options.mirror_axes, cfg.device, cfg.precision
+            ),
+            progress=cfg.progress,
+        )
+        self.bundle, self.chain, self.out_dir = bundle, chain, cfg.out_dir
+        self.settings = inference_settings(
+            self.infer, output="uint8 labels on the image's stored grid (.nii.gz)"
+        )
+
+    def output(self, case: ResolvedCase) -> Path:
+        return self.out_dir / f"{case.case_id}.nii.gz"
+
+    def run(self, case: ResolvedCase, batch_case: Any) -> None:
+        network = (self.bundle.model, self.bundle.network)
+        predict_case(case, self.chain, network, self.infer, self.output(case))
+
+    def is_done(self, case: ResolvedCase) -> bool:
+        path = self.output(case)
+        try:
+            if on_grid_of(path, case.images[0]):
+                return True
+        except (MedimgError, OSError) as exc:
+            logger.warning("%s: predicting %s again: %s", path, case.case_id, exc)
+            return False
+        logger.warning("%s: predicting %s again: not on the image's grid", path, case.case_id)
+        return False
+
+    def start(self) -> None:
+        pass
+
+    def finish(self, records: Sequence[Any]) -> Path:
+        return self.out_dir
