@@ -1,4 +1,4 @@
-"""``medimg synth {ct-seg,xray-cls} OUT_DIR``: write a synthetic dataset and its manifest."""
+"""``medimg synth {ct-seg,xray-cls,ct-det} OUT_DIR``: write a synthetic dataset and its manifest."""
 
 from __future__ import annotations
 
@@ -22,6 +22,12 @@ def register(sub: Any) -> None:
     for kind, default, helptext in (
         ("ct-seg", 10, "CT abdomen, liver/spleen/lesion segmentation (3D)"),
         ("xray-cls", 20, "chest X-ray, normal/nodule classification (2D)"),
+        (
+            "ct-det",
+            20,
+            "chest CT, lung nodule detection (3D): nodules of 3 to 30 mm among vessels, boxes "
+            "in world RAS+ mm, on oblique LPS/RAS grids; training/validation/test splits",
+        ),
     ):
         k = kinds.add_parser(kind, help=helptext, description=helptext)
         k.add_argument("out_dir", metavar="OUT_DIR", help="folder to write into")
@@ -29,22 +35,40 @@ def register(sub: Any) -> None:
             "--cases", type=positive_int, default=default, help=f"cases (default {default})"
         )
         k.add_argument("--seed", type=non_negative_int, default=0, help="dataset seed (default 0)")
+        if kind == "ct-det":
+            k.add_argument(
+                "--background",
+                metavar="CT_FILE",
+                help="insert the nodules into this real chest CT (HU, e.g. NIfTI) instead of "
+                "phantoms; every case is the same scan with its own nodules",
+            )
         k.add_argument("--force", action="store_true", help="overwrite an existing dataset")
         k.set_defaults(handler=run)
 
 
 def run(args: argparse.Namespace) -> int:
     """Handle ``medimg synth``."""
-    from medimg.synthetic.datasets import (
-        write_ct_segmentation_dataset,
-        write_xray_classification_dataset,
-    )
+    if args.kind == "ct-det":
+        from medimg.synthetic.detection_datasets import write_ct_detection_dataset
 
-    write = (
-        write_ct_segmentation_dataset
-        if args.kind == "ct-seg"
-        else write_xray_classification_dataset
-    )
-    path = write(args.out_dir, args.cases, seed=args.seed, overwrite=args.force)
+        path = write_ct_detection_dataset(
+            args.out_dir,
+            args.cases,
+            seed=args.seed,
+            background=args.background,
+            overwrite=args.force,
+        )
+    else:
+        from medimg.synthetic.datasets import (
+            write_ct_segmentation_dataset,
+            write_xray_classification_dataset,
+        )
+
+        write = (
+            write_ct_segmentation_dataset
+            if args.kind == "ct-seg"
+            else write_xray_classification_dataset
+        )
+        path = write(args.out_dir, args.cases, seed=args.seed, overwrite=args.force)
     print(f"wrote {args.cases} cases and {path}")
     return 0

@@ -212,7 +212,7 @@ def _case_box_problems(
     classes = raw.get("classes")
     declared = [c for c in classes if isinstance(c, str)] if isinstance(classes, list) else []
     if task == "detection":
-        if "boxes" not in case and not where.startswith("test"):
+        if case.get("boxes") is None and not where.startswith("test"):
             problems.append(
                 f"{where}: a detection case needs 'boxes' (training and validation cases are "
                 "annotated); give [] for a scan without lesions"

@@ -292,6 +292,8 @@ def _unknown_key(loc: tuple[object, ...], value: object) -> str:
         (f.alias or name) for name, f in model.model_fields.items() if name != "json_schema_ref"
     )
     hint = did_you_mean(key, allowed, cutoff=0.6).removeprefix("; ") or "remove it"
+    if model is Box and key.startswith("diam"):
+        hint = 'a lesion of diameter d has "size_mm": [d, d, d]'
     return f"unknown key {key!r} (value {_short(value)}); {hint} (allowed: {', '.join(allowed)})"
 
 
