@@ -69,7 +69,7 @@ __all__ = ["CACHE_VERSION", "CachedChain", "chain_key"]
 
 logger = logging.getLogger(__name__)
 
-CACHE_VERSION = 1
+CACHE_VERSION = 2
 """Bumped whenever a change to the chain code changes its output, so old entries are not read."""
 
 KeyBy = Literal["identity", "content", "stat"]

@@ -72,6 +72,22 @@ class PreprocessConfig:
         X-ray: histogram equalisation after windowing.
     xray_size_px : (int, int)
         X-ray output size; the image is resized keeping its aspect ratio and padded.
+    denoise : bool
+        Edge-preserving denoising (ITK's curvature anisotropic diffusion, in mm) in native
+        units before normalisation: after resampling for CT and MRI (before N4), on the stored
+        grid for X-ray. See :func:`~medimg.transforms.functional.denoise_anisotropic`.
+    denoise_iterations : int
+        Diffusion steps (>= 1).
+    denoise_conductance : float
+        Edge sensitivity (> 0, unitless); lower keeps weaker edges.
+    adaptive_equalize : bool
+        Adaptive histogram equalisation (ITK's, a CLAHE-like local contrast enhancement) as
+        the last intensity step: after normalisation for CT and MRI, after resize-with-pad for
+        X-ray. See :func:`~medimg.transforms.functional.adaptive_equalize`.
+    adaptive_radius_mm : float
+        Half-size of its neighbourhood in mm (> 0).
+    adaptive_alpha, adaptive_beta : float
+        ITK's contrast limits, in ``[0, 1]`` (0, 0: plain adaptive equalisation).
     """
 
     target_spacing_mm: tuple[float, float, float] | None = None
@@ -88,6 +104,13 @@ class PreprocessConfig:
     xray_percentiles: tuple[float, float] = (0.5, 99.5)
     xray_equalize: bool = False
     xray_size_px: tuple[int, int] = (512, 512)
+    denoise: bool = False
+    denoise_iterations: int = 5
+    denoise_conductance: float = 1.5
+    adaptive_equalize: bool = False
+    adaptive_radius_mm: float = 25.0
+    adaptive_alpha: float = 0.3
+    adaptive_beta: float = 0.3
 
     def __post_init__(self) -> None:
         spacing = self.target_spacing_mm
@@ -110,6 +133,24 @@ class PreprocessConfig:
         _check_pair("xray_percentiles", self.xray_percentiles, 0.0, 100.0)
         if len(self.xray_size_px) != 2 or any(n < 1 for n in self.xray_size_px):
             raise ConfigError(f"xray_size_px must be 2 values >= 1, got {self.xray_size_px}")
+        self._check_enhancement()
+
+    def _check_enhancement(self) -> None:
+        """The denoising and adaptive-equalisation settings (checked even when switched off)."""
+        if isinstance(self.denoise_iterations, bool) or not (
+            isinstance(self.denoise_iterations, int) and self.denoise_iterations >= 1
+        ):
+            raise ConfigError(
+                f"denoise_iterations must be an integer >= 1, got {self.denoise_iterations!r}"
+            )
+        if not self.denoise_conductance > 0:
+            raise ConfigError(f"denoise_conductance must be > 0, got {self.denoise_conductance}")
+        if not self.adaptive_radius_mm > 0:
+            raise ConfigError(f"adaptive_radius_mm must be > 0 mm, got {self.adaptive_radius_mm}")
+        for name in ("adaptive_alpha", "adaptive_beta"):
+            value = getattr(self, name)
+            if not 0 <= value <= 1:
+                raise ConfigError(f"{name} must be in [0, 1], got {value}")
 
     @staticmethod
     def _check_choice(name: str, value: object, valid: tuple[str, ...]) -> None:

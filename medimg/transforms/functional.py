@@ -18,11 +18,14 @@ from numpy.typing import NDArray
 from medimg.errors import ConfigError
 
 __all__ = [
+    "adaptive_equalize",
     "clip_zscore",
+    "denoise_anisotropic",
     "equalize_histogram",
     "foreground_box",
     "n4_bias_correct",
     "percentile_window",
+    "resize_pad_geometry",
     "resize_with_pad",
     "window",
     "zscore_masked",
@@ -177,32 +180,60 @@ def equalize_histogram(image: torch.Tensor, *, bins: int = 256) -> torch.Tensor:
     return out
 
 
+def resize_pad_geometry(
+    shape: Sequence[int], size_px: Sequence[int]
+) -> tuple[tuple[int, ...], tuple[int, ...]]:
+    """Size of the resized image and its offset in the padded one (:func:`resize_with_pad`).
+
+    The image is scaled by ``min(size / shape)``; each axis becomes ``max(1, round(n * scale))``
+    pixels and is centred. Output pixel ``j`` of axis ``a`` reads input coordinate
+    ``(j - offset[a] + 0.5) * shape[a] / new[a] - 0.5`` (PyTorch's ``align_corners=False``).
+
+    Raises
+    ------
+    ConfigError
+        When the shapes are not two positive sizes each.
+
+    Examples
+    --------
+    >>> resize_pad_geometry((64, 80), (100, 100))  # x 1.25: 80 x 100, 10 empty rows each side
+    ((80, 100), (10, 0))
+    """
+    if len(shape) != 2 or len(size_px) != 2 or min(*shape, *size_px) <= 0:
+        raise ConfigError(
+            f"need a 2D image shape and a 2D size, both positive, got {tuple(shape)}, "
+            f"{tuple(size_px)}"
+        )
+    scale = min(size_px[0] / shape[0], size_px[1] / shape[1])
+    new = tuple(max(1, round(n * scale)) for n in shape)
+    return new, tuple((s - n) // 2 for s, n in zip(size_px, new, strict=True))
+
+
 def resize_with_pad(image: torch.Tensor, *, size_px: tuple[int, int]) -> torch.Tensor:
     """Resize a 2D channel-first image to fit ``size_px`` keeping its aspect ratio; pad with 0.
 
     The image is scaled by ``min(size / shape)`` (bilinear, antialiased when shrinking) and
-    centred; the margins are zero.
+    centred; the margins are zero (:func:`resize_pad_geometry` gives the sizes).
 
     Examples
     --------
     >>> resize_with_pad(torch.ones(1, 4, 2), size_px=(8, 8))[0, 0].tolist()
     [0.0, 0.0, 1.0, 1.0, 1.0, 1.0, 0.0, 0.0]
     """
-    if image.ndim != 3 or any(s <= 0 for s in size_px):
+    if image.ndim != 3 or len(size_px) != 2 or any(n <= 0 for n in size_px):
         raise ConfigError(
             f"need a (C, X, Y) image and a positive size, got {tuple(image.shape)}, {size_px}"
         )
+    new, (x0, y0) = resize_pad_geometry(image.shape[1:], size_px)
     scale = min(size_px[0] / image.shape[1], size_px[1] / image.shape[2])
-    new = [max(1, round(n * scale)) for n in image.shape[1:]]
     resized = F.interpolate(
         image[None].to(torch.float32),
-        size=new,
+        size=list(new),
         mode="bilinear",
         align_corners=False,
         antialias=scale < 1,
     )[0]
     out = torch.zeros((image.shape[0], *size_px), dtype=torch.float32)
-    x0, y0 = (size_px[0] - new[0]) // 2, (size_px[1] - new[1]) // 2
     out[:, x0 : x0 + new[0], y0 : y0 + new[1]] = resized
     return out
 
@@ -267,4 +298,149 @@ def n4_bias_correct(
         corrector.Execute(small, small_mask)
         log_field = corrector.GetLogBiasFieldAsImage(full)
         out[c] /= torch.from_numpy(np.exp(sitk.GetArrayFromImage(log_field)))
+    return out
+
+
+def _check_spacing(spacing_mm: Sequence[float], image: torch.Tensor) -> tuple[float, ...]:
+    spacing = tuple(float(s) for s in spacing_mm)
+    if len(spacing) != image.ndim - 1 or image.ndim not in (3, 4) or min(spacing) <= 0:
+        raise ConfigError(
+            f"need a (C, X, Y) or (C, X, Y, Z) image and one spacing > 0 mm per spatial axis, "
+            f"got shape {tuple(image.shape)} and spacing_mm {spacing}"
+        )
+    return spacing
+
+
+def _to_sitk(channel: torch.Tensor, spacing_mm: tuple[float, ...]) -> Any:
+    """A SimpleITK image of one channel; ITK's axis order is numpy's reversed."""
+    import SimpleITK as sitk
+
+    img = sitk.GetImageFromArray(channel.numpy())
+    img.SetSpacing(spacing_mm[::-1])
+    return img
+
+
+def denoise_anisotropic(
+    image: torch.Tensor,
+    *,
+    spacing_mm: Sequence[float],
+    iterations: int = 5,
+    conductance: float = 1.5,
+) -> torch.Tensor:
+    """Edge-preserving denoising of each channel: ITK's curvature anisotropic diffusion.
+
+    Diffusion runs in millimetres (ITK uses the spacing), so a coarse axis is smoothed less
+    than a fine one. ``conductance`` is unitless: ITK scales it by the image's mean gradient
+    magnitude at each iteration, so the same value suits HU, MR and X-ray units. The time step
+    is 90% of the stable limit ``min(spacing_mm) / 2 ** (ndim + 1)``.
+
+    Parameters
+    ----------
+    image : (C, X, Y) or (C, X, Y, Z) tensor
+        Native units (before normalisation).
+    spacing_mm : sequence of float
+        Voxel size along each spatial axis, in the array's axis order.
+    iterations : int
+        Diffusion steps (>= 1); more smooths more.
+    conductance : float
+        Edge sensitivity (> 0); lower keeps weaker edges.
+
+    Returns
+    -------
+    tensor
+        float32, same shape.
+
+    Raises
+    ------
+    ConfigError
+        For a bad shape, spacing, iteration count or conductance.
+
+    Examples
+    --------
+    >>> flat = torch.full((1, 6, 5), 7.0)
+    >>> bool((denoise_anisotropic(flat, spacing_mm=(0.5, 2.0)) == 7.0).all())
+    True
+    """
+    import SimpleITK as sitk
+
+    spacing = _check_spacing(spacing_mm, image)
+    if iterations < 1 or not conductance > 0:
+        raise ConfigError(
+            f"iterations must be >= 1 and conductance > 0, got {iterations}, {conductance}"
+        )
+    time_step = 0.9 * min(spacing) / 2 ** (image.ndim)  # ndim + 1 with ndim = image.ndim - 1
+    out = image.to(torch.float32, copy=True)
+    for c in range(out.shape[0]):
+        smoothed = sitk.CurvatureAnisotropicDiffusion(
+            _to_sitk(out[c], spacing),
+            timeStep=time_step,
+            conductanceParameter=float(conductance),
+            numberOfIterations=int(iterations),
+        )
+        out[c] = torch.from_numpy(sitk.GetArrayFromImage(smoothed))
+    return out
+
+
+def adaptive_equalize(
+    image: torch.Tensor,
+    *,
+    spacing_mm: Sequence[float],
+    radius_mm: float = 25.0,
+    alpha: float = 0.3,
+    beta: float = 0.3,
+    levels: int = 256,
+) -> torch.Tensor:
+    """Adaptive histogram equalisation of each channel: ITK's ``AdaptiveHistogramEqualization``.
+
+    ITK's filter is Stark's generalisation of adaptive histogram equalisation: each pixel is
+    mapped through the cumulation function of the histogram of its neighbourhood (a box of
+    ``radius_mm`` each way, converted to voxels per axis with ``spacing_mm``). ``alpha`` goes
+    from plain adaptive equalisation (0) to an unsharp mask (1); ``beta`` from an unsharp mask
+    (0) to no change (1); together they limit the contrast gain, the role of CLAHE's clip
+    limit. Each channel is quantised to ``levels`` grey levels between its minimum and maximum
+    first (ITK's cost grows with the number of distinct values) and mapped back to that range.
+    A constant channel is returned unchanged.
+
+    Parameters
+    ----------
+    image : (C, X, Y) or (C, X, Y, Z) tensor
+    spacing_mm : sequence of float
+        Voxel size along each spatial axis, in the array's axis order.
+    radius_mm : float
+        Half-size of the neighbourhood (> 0); at least one voxel along every axis.
+    alpha, beta : float
+        In ``[0, 1]``.
+    levels : int
+        Grey levels (>= 2).
+
+    Returns
+    -------
+    tensor
+        float32, same shape, each channel within its input's ``[min, max]``.
+
+    Raises
+    ------
+    ConfigError
+        For a bad shape, spacing, radius, ``alpha``, ``beta`` or ``levels``.
+    """
+    import SimpleITK as sitk
+
+    spacing = _check_spacing(spacing_mm, image)
+    if not radius_mm > 0 or not (0 <= alpha <= 1 and 0 <= beta <= 1) or levels < 2:
+        raise ConfigError(
+            "need radius_mm > 0, alpha and beta in [0, 1] and levels >= 2, got "
+            f"{radius_mm}, {alpha}, {beta}, {levels}"
+        )
+    radius = [max(1, round(radius_mm / s)) for s in spacing[::-1]]
+    out = image.to(torch.float32, copy=True)
+    for c in range(out.shape[0]):
+        lo, hi = float(out[c].min()), float(out[c].max())
+        if not hi > lo:
+            continue
+        q = ((out[c] - lo) / (hi - lo) * (levels - 1)).round_() / (levels - 1)
+        eq = sitk.AdaptiveHistogramEqualization(
+            _to_sitk(q, spacing), radius=radius, alpha=float(alpha), beta=float(beta)
+        )
+        mapped = torch.from_numpy(sitk.GetArrayFromImage(eq)).clamp_(0.0, 1.0)
+        out[c] = mapped.mul_(hi - lo).add_(lo)
     return out

@@ -4,7 +4,13 @@ Training, validation, inference and notebooks all call :func:`preprocessing_for`
 loads, reorients to RAS, optionally crops to the foreground, resamples to the target spacing
 (recording each grid in a :class:`~medimg.transforms.record.PreprocessRecord` so
 :func:`~medimg.transforms.inversion.to_source_grid` can undo it) and then normalises
-intensities the modality's way. The X-ray chain is 2D and keeps no record.
+intensities the modality's way. The X-ray chain is 2D: load, reorient (the in-plane axes to
+R/A/S order, see :func:`~medimg.io.geometry.reorient_affine`), window, then resize-with-pad,
+which it records too, so X-ray predictions come back onto the stored grid the same way.
+
+Two optional steps of every chain (:class:`PreprocessConfig`, both off by default): edge-preserving
+denoising in native units before normalisation, and adaptive histogram equalisation as the last
+intensity step. Both work in millimetres with the record's current voxel size.
 """
 
 from __future__ import annotations
@@ -18,7 +24,7 @@ import numpy as np
 import torch
 from monai.transforms.compose import Compose
 from monai.transforms.transform import MapTransform
-from monai.transforms.utility.dictionary import DeleteItemsd, Lambdad
+from monai.transforms.utility.dictionary import Lambdad
 
 from medimg.errors import ConfigError
 from medimg.keys import Keys
@@ -29,8 +35,10 @@ from medimg.transforms.resample import Interp
 from medimg.transforms.steps import (
     AttachAffined,
     CropToForegroundd,
+    GridSpacingLambdad,
     LoadVolumed,
     ResampleToSpacingd,
+    ResizeWithPadd,
     ToRASd,
 )
 
@@ -104,6 +112,31 @@ def _spatial(config: PreprocessConfig, fingerprint: Fingerprint | None) -> list[
     return steps
 
 
+def _denoise(config: PreprocessConfig) -> list[Any]:
+    """The optional denoising step (native units, before normalisation)."""
+    if not config.denoise:
+        return []
+    func = partial(
+        fn.denoise_anisotropic,
+        iterations=config.denoise_iterations,
+        conductance=config.denoise_conductance,
+    )
+    return [GridSpacingLambdad([IMAGE], func)]
+
+
+def _enhance(config: PreprocessConfig) -> list[Any]:
+    """The optional adaptive histogram equalisation (the last intensity step)."""
+    if not config.adaptive_equalize:
+        return []
+    func = partial(
+        fn.adaptive_equalize,
+        radius_mm=config.adaptive_radius_mm,
+        alpha=config.adaptive_alpha,
+        beta=config.adaptive_beta,
+    )
+    return [GridSpacingLambdad([IMAGE], func)]
+
+
 def _ct_chain(config: PreprocessConfig, fingerprint: Fingerprint | None) -> list[Any]:
     bounds = config.hu_window_bounds
     if bounds is not None:
@@ -125,7 +158,9 @@ def _ct_chain(config: PreprocessConfig, fingerprint: Fingerprint | None) -> list
         )
     return [
         *_spatial(config, fingerprint),
+        *_denoise(config),
         Lambdad(IMAGE, norm),
+        *_enhance(config),
         AttachAffined([IMAGE, LABEL], allow_missing_keys=True),
     ]
 
@@ -151,12 +186,13 @@ class ZScoreMaskedd(MapTransform):
 
 
 def _mr_chain(config: PreprocessConfig, fingerprint: Fingerprint | None) -> list[Any]:
-    steps = _spatial(config, fingerprint)
+    steps = [*_spatial(config, fingerprint), *_denoise(config)]
     if config.n4_bias_correction:
         steps.append(Lambdad(IMAGE, fn.n4_bias_correct))
     steps.append(
         ZScoreMaskedd(IMAGE, mask_key=config.mr_mask_key, nonzero=config.mr_mask == "nonzero")
     )
+    steps += _enhance(config)
     keys = [IMAGE, LABEL, *([config.mr_mask_key] if config.mr_mask_key else [])]
     return [*steps, AttachAffined(keys, allow_missing_keys=True)]
 
@@ -169,15 +205,16 @@ def _as_float_tensor(array: Any) -> torch.Tensor:
 def _xr_chain(config: PreprocessConfig, fingerprint: Fingerprint | None) -> list[Any]:
     low, high = config.xray_percentiles
     steps: list[Any] = [
-        LoadVolumed([IMAGE], ndim=2),
-        DeleteItemsd(Keys.RECORD),
+        LoadVolumed([IMAGE, LABEL], ndim=2),
+        ToRASd([IMAGE, LABEL], allow_missing_keys=True),
         Lambdad(IMAGE, _as_float_tensor),
+        *_denoise(config),
         Lambdad(IMAGE, partial(fn.percentile_window, low_pct=low, high_pct=high, inplace=True)),
     ]
     if config.xray_equalize:
         steps.append(Lambdad(IMAGE, fn.equalize_histogram))
-    steps.append(Lambdad(IMAGE, partial(fn.resize_with_pad, size_px=config.xray_size_px)))
-    return steps
+    steps.append(ResizeWithPadd([IMAGE], [LABEL], size_px=config.xray_size_px))
+    return [*steps, *_enhance(config)]
 
 
 _CHAINS: Final[Mapping[Modality, _Chain]] = MappingProxyType(
@@ -211,7 +248,8 @@ def preprocessing_for(
     -------
     monai.transforms.Compose
         Maps ``{"image": path, "label": path}`` to float32 image and label ``MetaTensor`` s on
-        the target grid plus ``sample["preprocess_record"]`` (3D modalities). PyTorch's
+        the target grid plus ``sample["preprocess_record"]`` (X-ray: plain tensors on the
+        padded grid, and the record too). PyTorch's
         ``default_collate`` cannot batch the record: training loaders drop it with
         ``DeleteItemsd(Keys.RECORD)``; inference keeps it for ``to_source_grid``.
 

@@ -22,15 +22,17 @@ from numpy.typing import NDArray
 from medimg.errors import GeometryError
 from medimg.io import Volume, read_image, reorient
 from medimg.keys import Keys
-from medimg.transforms.functional import foreground_box
+from medimg.transforms.functional import foreground_box, resize_pad_geometry, resize_with_pad
 from medimg.transforms.record import PreprocessRecord
 from medimg.transforms.resample import Interp, resample_onehot, resample_separable, spacing_coords
 
 __all__ = [
     "AttachAffined",
     "CropToForegroundd",
+    "GridSpacingLambdad",
     "LoadVolumed",
     "ResampleToSpacingd",
+    "ResizeWithPadd",
     "ToRASd",
     "resample_plan",
 ]
@@ -245,3 +247,71 @@ class AttachAffined(MapTransform):
                 value = torch.from_numpy(np.ascontiguousarray(value))
             d[key] = MetaTensor(value.as_subclass(torch.Tensor), affine=affine.clone())
         return d
+
+
+class GridSpacingLambdad(MapTransform):
+    """Apply ``func(image, spacing_mm=...)`` with the record's current voxel size.
+
+    For the intensity steps whose filter works in millimetres (denoising, adaptive
+    equalisation): ``func`` is a pure function of :mod:`medimg.transforms.functional` with its
+    other settings bound by ``functools.partial``.
+    """
+
+    def __init__(self, keys: Sequence[str], func: Any) -> None:
+        super().__init__(keys, allow_missing_keys=True)
+        self.func = func
+
+    def __call__(self, data: Mapping[Hashable, Any]) -> dict[Hashable, Any]:
+        """Return a new sample with ``func`` applied to the keys."""
+        d = dict(data)
+        spacing = _record(d).grid_spacing_mm
+        for key in self.key_iterator(d):
+            d[key] = self.func(torch.as_tensor(d[key]), spacing_mm=spacing)
+        return d
+
+
+class ResizeWithPadd(MapTransform):
+    """Resize 2D images (bilinear) and labels (nearest) to fit ``size_px``, pad, record the grid.
+
+    The geometry is :func:`~medimg.transforms.functional.resize_pad_geometry`'s; the new grid's
+    affine maps each output pixel to the input coordinate PyTorch's bilinear resize reads, so
+    :func:`~medimg.transforms.inversion.to_source_grid` undoes the step. Labels are read at the
+    same coordinates with nearest neighbour and padded with 0: when the image is enlarged, a
+    label map brought back with ``interp="nearest"`` equals the original exactly.
+    """
+
+    def __init__(
+        self, image_keys: Sequence[str], label_keys: Sequence[str], *, size_px: tuple[int, int]
+    ) -> None:
+        super().__init__([*image_keys, *label_keys], allow_missing_keys=True)
+        self.label_keys, self.size_px = list(label_keys), size_px
+
+    def __call__(self, data: Mapping[Hashable, Any]) -> dict[Hashable, Any]:
+        """Return a new sample on the padded grid, with that grid recorded."""
+        d = dict(data)
+        record = _record(d)
+        new, offset = resize_pad_geometry(record.grid_shape, self.size_px)
+        ratio = [n / m for n, m in zip(record.grid_shape, new, strict=True)]
+        for key in self.key_iterator(d):
+            if key in self.label_keys:
+                d[key] = self._label(np.asarray(d[key]), new, offset, ratio)
+            else:
+                d[key] = resize_with_pad(torch.as_tensor(d[key]), size_px=self.size_px)
+        step = np.eye(4)
+        for a, (r, x0) in enumerate(zip(ratio, offset, strict=True)):
+            step[a, a], step[a, 3] = r, (0.5 - x0) * r - 0.5
+        d[Keys.RECORD] = record.resampled(self.size_px, record.grid_affine @ step)
+        return d
+
+    def _label(
+        self, array: NDArray[Any], new: tuple[int, ...], offset: tuple[int, ...], ratio: list[float]
+    ) -> torch.Tensor:
+        x = torch.from_numpy(np.ascontiguousarray(array))
+        coords = [
+            (np.arange(n, dtype=np.float64) + 0.5) * r - 0.5
+            for n, r in zip(new, ratio, strict=True)
+        ]
+        out = torch.zeros((x.shape[0], *self.size_px), dtype=x.dtype)
+        where = tuple(slice(x0, x0 + n) for x0, n in zip(offset, new, strict=True))
+        out[(slice(None), *where)] = resample_separable(x, coords, "nearest")
+        return out
