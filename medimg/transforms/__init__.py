@@ -7,11 +7,12 @@ modality
 config
     :class:`PreprocessConfig` and the named CT windows.
 functional
-    Pure intensity and cropping operations.
+    Pure intensity and cropping operations (windows, z-scores, denoising, equalisation).
 resample
     Separable float32 resampling (the fast path of every chain).
 steps
-    The record-keeping geometric steps (load, RAS, crop, resample).
+    The record-keeping steps (load, RAS, crop, resample, X-ray resize-with-pad, spacing-aware
+    intensity steps).
 record
     :class:`PreprocessRecord`: every grid a sample passed through.
 inversion

@@ -28,7 +28,7 @@ def _affine(a: Any) -> Affine:
 
 @dataclass(frozen=True, eq=False)
 class PreprocessRecord:
-    """Grids a volume passed through during preprocessing (all 3D, spatial shapes only).
+    """Grids a volume or a 2D image passed through during preprocessing (spatial shapes only).
 
     Attributes
     ----------
@@ -42,7 +42,8 @@ class PreprocessRecord:
     crop_box : tuple of (int, int)
         ``[start, stop)`` per RAS axis of the region kept by the foreground crop.
     grid_shape, grid_affine
-        The current grid: the cropped grid, resampled when resampling ran.
+        The current grid: the cropped grid, resampled when resampling ran (for X-ray: the
+        resized and padded grid; 2D affines are 4x4 too, the third column the plane normal).
     """
 
     source_shape: tuple[int, ...]
