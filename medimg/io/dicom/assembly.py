@@ -160,16 +160,18 @@ def rescale(
     if np.all(slopes == 1) and np.all(intercepts == 0):
         return stack
     shape = (-1,) + (1,) * (stack.ndim - 1)
-    if np.all(slopes == 1) and np.all(intercepts == np.round(intercepts)):
-        low = int(stack.min()) + int(intercepts.min())
-        high = int(stack.max()) + int(intercepts.max())
+    integral = np.all(slopes == 1) and np.all(intercepts == np.round(intercepts))
+    low = int(stack.min()) + int(intercepts.min()) if integral else 0
+    high = int(stack.max()) + int(intercepts.max()) if integral else 0
+    if integral and -(2**31) <= low and high < 2**31:  # else int32 would wrap: float below
         dtype = np.int16 if -(2**15) <= low and high < 2**15 else np.int32
         out: NDArray[Any] = stack if inplace and stack.dtype == dtype else stack.astype(dtype)
         np.add(out, intercepts.astype(dtype).reshape(shape), out=out)
         return out
     values = stack.astype(np.float32)
-    values *= slopes.astype(np.float32).reshape(shape)
-    values += intercepts.astype(np.float32).reshape(shape)
+    with np.errstate(over="ignore", invalid="ignore"):  # inf is refused by the nonfinite policy
+        values *= slopes.astype(np.float32).reshape(shape)
+        values += intercepts.astype(np.float32).reshape(shape)
     return values
 
 
