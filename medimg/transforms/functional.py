@@ -332,7 +332,9 @@ def denoise_anisotropic(
     Diffusion runs in millimetres (ITK uses the spacing), so a coarse axis is smoothed less
     than a fine one. ``conductance`` is unitless: ITK scales it by the image's mean gradient
     magnitude at each iteration, so the same value suits HU, MR and X-ray units. The time step
-    is 90% of the stable limit ``min(spacing_mm) / 2 ** (ndim + 1)``.
+    is 90% of the stable limit ``min(spacing_mm, 1 mm) / 2 ** (ndim + 1)`` (ITK checks the
+    limit without the spacing and prints a warning above it; coarse grids are therefore
+    smoothed less per iteration, in voxels, than fine ones).
 
     Parameters
     ----------
@@ -368,7 +370,7 @@ def denoise_anisotropic(
         raise ConfigError(
             f"iterations must be >= 1 and conductance > 0, got {iterations}, {conductance}"
         )
-    time_step = 0.9 * min(spacing) / 2 ** (image.ndim)  # ndim + 1 with ndim = image.ndim - 1
+    time_step = 0.9 * min(*spacing, 1.0) / 2 ** (image.ndim)  # 2 ** (spatial ndim + 1)
     out = image.to(torch.float32, copy=True)
     for c in range(out.shape[0]):
         smoothed = sitk.CurvatureAnisotropicDiffusion(
