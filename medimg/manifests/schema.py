@@ -26,8 +26,8 @@ declares ``classes`` (one or more; the background is implicit) and no ``labels``
 case-level ``class``, and has 3D channels (CT, MR).
 
 Paths are relative to the manifest file; an image is a file, one per channel (or one
-multi-channel file). A DICOM series folder passes the schema but not the file checks, because
-training reads image files only: convert it first (``medimg convert``). Cross-field rules
+multi-channel file). A DICOM series folder may stand for an image: every reader
+(:func:`medimg.io.read_image`) reads files and series folders alike. Cross-field rules
 (unique ids, declared classes, channel counts) live in :func:`consistency_problems`, which works
 on raw JSON too, so a manifest with a type error still gets every other problem reported.
 """
@@ -113,8 +113,8 @@ class Case(BaseModel):
         alias="id", pattern=CASE_ID_PATTERN, description="Unique id, used in output file names."
     )
     image: str | tuple[str, ...] = Field(
-        description="Image file relative to the manifest (NIfTI, NRRD, MetaImage; convert "
-        "DICOM series first); a list gives one path per channel."
+        description="Image file (NIfTI, NRRD, MetaImage) or DICOM series folder, relative to "
+        "the manifest; a list gives one path per channel."
     )
     label: str | None = Field(
         default=None, description="Label map file relative to the manifest (segmentation)."

@@ -448,7 +448,7 @@ def test_opt_in_must_be_a_json_boolean_and_schema_version_an_integer(
     record["allow_paths_outside_root"] = "true"
     record["schema_version"] = True
     assert problems(write_manifest(root, record), check_files=False) == (
-        "schema_version: must be 1 (a JSON integer), got True",
+        "schema_version: must be 1 or 2 (a JSON integer), got True",
         "allow_paths_outside_root: must be true or false (JSON booleans), got 'true'",
     )
 
