@@ -49,7 +49,7 @@ def _one_thread() -> Iterator[None]:
         ("spatial_dims", 4, "spatial_dims must be 2 or 3, got 4"),
         ("num_classes", 0, "num_classes must be >= 1, got 0"),
         ("layers", (1, 1, 1, 1, 1), r"layers must be 1 to 4 block counts"),
-        ("returned_layers", (2, 1), r"returned_layers must be increasing layer numbers in 1..3"),
+        ("returned_layers", (3, 2), r"returned_layers must be increasing layer numbers in 1..3"),
         ("returned_layers", (1, 4), r"returned_layers must be increasing .* got \(1, 4\)"),
         ("stem_stride_vox", (2, 2), "stem_stride_vox must be 3 values, each 1 or 2"),
         ("stem_stride_vox", (3, 2, 2), "stem_stride_vox must be 3 values, each 1 or 2"),
@@ -72,7 +72,9 @@ def test_config_refuses(field: str, value: object, match: str) -> None:
 
 def test_strides_and_divisibility_follow_the_stem() -> None:
     # stem (2, 2, 1), layers 1-3: layer i has stride stem * 2**(i-1); anchors double per level
-    cfg = DetectorConfig(stem_stride_vox=(2, 2, 1), roi_size_vox=(64, 64, 32))
+    cfg = DetectorConfig(
+        stem_stride_vox=(2, 2, 1), returned_layers=(1, 2, 3), roi_size_vox=(64, 64, 32)
+    )
     assert cfg.level_strides_vox == ((2, 2, 1), (4, 4, 2), (8, 8, 4))
     assert cfg.size_divisible == (8, 8, 4)
     assert cfg.feature_map_scales == (1, 2, 4)
