@@ -156,25 +156,26 @@ class Fingerprint:
             record = json.loads(text)
         except (json.JSONDecodeError, RecursionError) as exc:
             raise FingerprintError(
-                f"fingerprint document is not valid JSON ({type(exc).__name__}: {exc}); {_FIX}"
+                f"fingerprint document is not valid JSON ({type(exc).__name__}: {exc})", _FIX
             ) from None
         if not isinstance(record, dict):
             raise FingerprintError(
-                f"fingerprint document must be a JSON object, got {type(record).__name__}; {_FIX}"
+                f"fingerprint document must be a JSON object, got {type(record).__name__}", _FIX
             )
         version = record.pop("fingerprint_version", None)
         if version != FINGERPRINT_VERSION:
             raise FingerprintError(
-                f"fingerprint_version must be {FINGERPRINT_VERSION}, got {version!r}; {_FIX}"
+                f"fingerprint_version must be {FINGERPRINT_VERSION}, got {version!r}", _FIX
             )
         try:
             return cls._from_record(record)
         except KeyError as exc:
-            raise FingerprintError(f"fingerprint document lacks the key {exc}; {_FIX}") from None
+            raise FingerprintError(f"fingerprint document lacks the key {exc}", _FIX) from None
         except (TypeError, ValueError, AttributeError) as exc:
             raise FingerprintError(
                 f"fingerprint document has a field of the wrong type or value "
-                f"({type(exc).__name__}: {exc}); {_FIX}"
+                f"({type(exc).__name__}: {exc})",
+                _FIX,
             ) from None
 
     @classmethod

@@ -75,7 +75,15 @@ class DicomSeriesError(MedimgError, ValueError):
 
 
 class FingerprintError(MedimgError, ValueError):
-    """A saved dataset fingerprint document is damaged or of another version."""
+    """A saved dataset fingerprint document is damaged or of another version.
+
+    ``reason`` is what is wrong without the fix, for callers whose fix differs (a model
+    folder's fingerprint is restored, not recomputed).
+    """
+
+    def __init__(self, reason: str, fix: str) -> None:
+        self.reason = reason
+        super().__init__(f"{reason}; {fix}")
 
 
 class CheckpointError(MedimgError, ValueError):

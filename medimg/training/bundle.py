@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from medimg.errors import CheckpointError, ConfigError
+from medimg.errors import CheckpointError, ConfigError, FingerprintError
 from medimg.evaluation.report import write_json
 from medimg.networks import NetworkConfig, build_network
 from medimg.training.checkpoint import load_checkpoint, sha256_file
@@ -285,9 +285,13 @@ def _fingerprint(folder: Path, record: Mapping[str, Any], path: Path) -> Fingerp
         )
     try:
         return Fingerprint.from_json(fp_path.read_text(encoding="utf-8"))
-    except (ValueError, KeyError, TypeError, AttributeError) as exc:  # from_json: a bad document
+    except FingerprintError as exc:
         raise CheckpointError(
-            f"fingerprint {fp_path} cannot be read ({type(exc).__name__}: {exc}); "
+            f"fingerprint {fp_path} cannot be read: {exc.reason}; restore it or train again"
+        ) from None
+    except UnicodeDecodeError as exc:
+        raise CheckpointError(
+            f"fingerprint {fp_path} cannot be read: not UTF-8 text ({exc}); "
             "restore it or train again"
         ) from None
 

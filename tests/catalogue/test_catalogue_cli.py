@@ -621,15 +621,15 @@ CATALOGUE = [
         "model_fingerprint_unreadable",
         _fingerprint_unhashed('{"fingerprint_version": 1'),
         2,
-        r"error: fingerprint {tmp}/model/fingerprint\.json cannot be read \(JSONDecodeError: .*\); "
-        r"restore it or train again",
+        r"error: fingerprint {tmp}/model/fingerprint\.json cannot be read: fingerprint document "
+        r"is not valid JSON \(JSONDecodeError: .*\); restore it or train again$",
     ),
     BadInput(
         "model_fingerprint_not_an_object",  # found by the fuzzer: from_json's AttributeError
         _fingerprint_unhashed("7"),
         2,
-        r"error: fingerprint {tmp}/model/fingerprint\.json cannot be read \(AttributeError: .*\); "
-        r"restore it or train again",
+        r"error: fingerprint {tmp}/model/fingerprint\.json cannot be read: fingerprint document "
+        r"must be a JSON object, got int; restore it or train again$",
     ),
     BadInput(
         "predict_output_under_a_file",
