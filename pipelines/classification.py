@@ -87,7 +87,7 @@ def evaluate(
     if isinstance(cfg, ClassificationConfig):
         cfg = EvaluateConfig(
             manifest=cfg.manifest, predictions_dir=cfg.out_dir / "predictions",
-            out_dir=cfg.out_dir / "evaluation" / split, split=split, overwrite=overwrite,
+            out_dir=TASK.evaluation_dir(cfg.out_dir, split), split=split, overwrite=overwrite,
         )  # fmt: skip
     report: ClassificationReport = engine.evaluate(TASK, cfg)
     return report

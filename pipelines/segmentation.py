@@ -88,7 +88,7 @@ def evaluate(
     if isinstance(cfg, SegmentationConfig):
         cfg = EvaluateConfig(
             manifest=cfg.manifest, predictions_dir=cfg.predictions_dir,
-            out_dir=cfg.out_dir / "evaluation", split=split, overwrite=overwrite,
+            out_dir=TASK.evaluation_dir(cfg.out_dir, split), split=split, overwrite=overwrite,
             options=SegmentationEvaluateOptions(tolerance_mm=cfg.tolerance_mm),
         )  # fmt: skip
     report: SegmentationReport = engine.evaluate(TASK, cfg)

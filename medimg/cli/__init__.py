@@ -55,7 +55,7 @@ EXIT_CODES = MappingProxyType(
 _COMMAND_MODULES: tuple[str, ...] = (
     "medimg.cli.info",
     "medimg.cli.demo",
-    "medimg.cli.segmentation",
+    "medimg.cli.tasks",
     "medimg.cli.validate",
     "medimg.cli.synth",
     "medimg.cli.fingerprint",

@@ -11,6 +11,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from medimg.tasks import engine
 from medimg.tasks.base import (
     CaseOutcome,
@@ -20,6 +22,7 @@ from medimg.tasks.base import (
     Task,
     TrainPlan,
     TrainResult,
+    resolve_model_dir,
 )
 from medimg.tasks.classification import (
     ClassificationConfig,
@@ -57,6 +60,7 @@ __all__ = [
     "engine",
     "evaluate",
     "predict",
+    "resolve_model_dir",
     "task_for",
     "train",
 ]
@@ -65,19 +69,20 @@ TASKS: dict[str, Task] = {
     "segmentation": SegmentationTask(),
     "classification": ClassificationTask(),
 }
-"""Every task by name."""
+"""Every task with an engine, by name: registering a task is one entry here."""
 
 
-def task_for(name: str) -> Task:
+def task_for(name: str, *, manifest: Path | None = None) -> Task:
     """The task called ``name`` (:func:`medimg.manifests.task_of` of a manifest).
 
     An ``unlabelled`` manifest goes to segmentation, whose manifest check then says what is
-    missing.
+    missing. ``manifest`` (the file ``name`` came from) is named in the error.
 
     Raises
     ------
     ConfigError
-        For a task medimg has no engine for yet (``detection``).
+        For a task of the manifest schema that has no engine yet (``detection`` until it is
+        registered in :data:`TASKS`), or a name that is no task.
 
     Examples
     --------
@@ -85,12 +90,16 @@ def task_for(name: str) -> Task:
     'classification'
     """
     from medimg.errors import ConfigError
+    from medimg.manifests import TASKS as MANIFEST_TASKS
 
     if name == "unlabelled":
         name = "segmentation"
-    if name not in TASKS:
+    if name in TASKS:
+        return TASKS[name]
+    where = "" if manifest is None else f"{manifest} is a {name} manifest, but "
+    if name in MANIFEST_TASKS:
         raise ConfigError(
-            f"task must be one of {', '.join(TASKS)}, got {name!r}; medimg cannot train or "
-            f"predict {name} manifests yet"
+            f"{where}the {name} task is not available in this version of medimg yet (tasks "
+            f"with an engine: {', '.join(TASKS)}); use a manifest of one of those tasks"
         )
-    return TASKS[name]
+    raise ConfigError(f"task must be one of {', '.join(TASKS)}, got {name!r}")

@@ -47,6 +47,7 @@ __all__ = [
     "TrainResult",
     "TrainSettings",
     "check_split",
+    "resolve_model_dir",
 ]
 
 PRECISIONS = ("float32", "bfloat16", "float16", "auto")
@@ -58,6 +59,22 @@ def check_split(split: str) -> str:
     if split not in SPLITS:
         raise ConfigError(f"split must be one of {', '.join(SPLITS)}, got {split!r}")
     return split
+
+
+def resolve_model_dir(folder: Path) -> Path:
+    """The model folder of ``folder``: itself, or its ``model/`` when ``folder`` is a run folder.
+
+    A folder holding ``model.json`` is a model folder; one without it whose ``model/`` holds
+    one is a run folder (what ``medimg train --out`` wrote). Anything else is returned as it
+    is, for the model loader to report.
+    """
+    from medimg.training import MODEL_RECORD
+
+    folder = Path(folder)
+    nested = folder / "model"
+    if not (folder / MODEL_RECORD).is_file() and (nested / MODEL_RECORD).is_file():
+        return nested
+    return folder
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -253,15 +270,25 @@ class Task(Protocol):
         Name of the validation metric training maximises (``Dice``, ``AUC``).
     head_type : type or None
         The typed head of its model record (:func:`~medimg.training.load_model_bundle`).
+    train_config : type
+        The task's training config (satisfying :class:`TrainSettings`).
     predict_options, evaluate_options : type
         The task's option classes of :class:`PredictConfig` and :class:`EvaluateConfig`.
+
+    The command line reads these classes' fields to tell which options apply to a task, and
+    their defaults for ``--help``; registering a task is one entry of
+    :data:`medimg.tasks.TASKS`.
     """
 
     name: str
     metric: str
     head_type: type[Any] | None
+    train_config: type[Any]
     predict_options: type[Any]
     evaluate_options: type[Any]
+
+    def evaluation_dir(self, run_dir: Path, split: str) -> Path:
+        """Where the report of ``split`` goes in the run folder ``run_dir``."""
 
     def check_manifest(self, manifest: Manifest, path: Path) -> None:
         """Raise :class:`ConfigError` unless ``manifest`` is one of this task."""

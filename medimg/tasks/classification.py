@@ -340,8 +340,13 @@ class ClassificationTask:
     name: str = "classification"
     metric: str = "AUC"
     head_type: type[Any] | None = ClassificationHead
+    train_config: type[Any] = ClassificationConfig
     predict_options: type[Any] = ClassificationPredictOptions
     evaluate_options: type[Any] = ClassificationEvaluateOptions
+
+    def evaluation_dir(self, run_dir: Path, split: str) -> Path:
+        """``run_dir/evaluation/<split>`` (one report per split)."""
+        return run_dir / "evaluation" / split
 
     def check_manifest(self, manifest: Manifest, path: Path) -> None:
         """Classification needs a manifest declaring ``classes``."""

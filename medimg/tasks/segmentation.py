@@ -29,6 +29,7 @@ from medimg.tasks.base import (
     EvaluateConfig,
     PredictConfig,
     TrainPlan,
+    resolve_model_dir,
 )
 from medimg.tasks.engine import options_of
 from medimg.training import (
@@ -192,14 +193,9 @@ class SegmentationConfig:
     @property
     def model_dir(self) -> Path:
         """Where training writes the model and prediction reads it."""
-        from medimg.training import MODEL_RECORD
-
         if self.model_folder is None:
             return self.out_dir / "model"
-        nested = self.model_folder / "model"
-        if not (self.model_folder / MODEL_RECORD).is_file() and (nested / MODEL_RECORD).is_file():
-            return nested  # a run folder
-        return self.model_folder
+        return resolve_model_dir(self.model_folder)
 
     @property
     def predictions_dir(self) -> Path:
@@ -276,8 +272,13 @@ class SegmentationTask:
     name: str = "segmentation"
     metric: str = "Dice"
     head_type: type[Any] | None = None
+    train_config: type[Any] = SegmentationConfig
     predict_options: type[Any] = SegmentationPredictOptions
     evaluate_options: type[Any] = SegmentationEvaluateOptions
+
+    def evaluation_dir(self, run_dir: Path, split: str) -> Path:
+        """``run_dir/evaluation`` (one report per run folder)."""
+        return run_dir / "evaluation"
 
     def check_manifest(self, manifest: Manifest, path: Path) -> None:
         """Segmentation needs labels declared 0..K-1 (background 0)."""

@@ -85,8 +85,8 @@ class TrainConfig:
             value = getattr(self, name)
             if value is not None and value < 1:
                 raise ConfigError(f"{name} must be >= 1 or None, got {value}")
-        if self.learning_rate <= 0:
-            raise ConfigError(f"learning_rate must be > 0, got {self.learning_rate}")
+        if not 0 < self.learning_rate < float("inf"):  # NaN fails too
+            raise ConfigError(f"learning_rate must be > 0 and finite, got {self.learning_rate}")
         if self.weight_decay < 0 or not 0 <= self.momentum < 1:
             raise ConfigError(
                 f"weight_decay must be >= 0 and momentum in [0, 1), "

@@ -92,7 +92,7 @@ def _output_is_a_file(tmp: Path) -> Sequence[str]:
 
 def _missing_image(tmp: Path) -> Sequence[str]:
     _dataset(tmp, {"ok": _ok(), "gone": None})
-    return _predict(tmp)
+    return _predict(tmp, "--keep-going")
 
 
 def _nan_image(tmp: Path) -> Sequence[str]:
@@ -103,7 +103,7 @@ def _nan_image(tmp: Path) -> Sequence[str]:
 
 
 def _fail_fast_missing_image(tmp: Path) -> Sequence[str]:
-    # no --model: the run folder's model/, and every file is checked before work starts
+    # no --keep-going: every file is checked before work starts (also with --model)
     manifest = _dataset(tmp, {"ok": _ok(), "gone": None})
     _model(tmp / "run" / "model")
     return ["predict", "--manifest", str(manifest), "--out", str(tmp / "run"), "--device", "cpu"]

@@ -110,7 +110,7 @@ def _broken_cases(root: Path) -> dict[str, str]:
 
 def _predict(manifest: Path, model: Path, out: Path, *extra: str) -> list[str]:
     return ["predict", "--manifest", str(manifest), "--model", str(model), "--out", str(out),
-            "--device", "cpu", *extra]  # fmt: skip
+            "--device", "cpu", "--keep-going", *extra]  # fmt: skip
 
 
 def _summary(out: Path) -> dict[str, Any]:

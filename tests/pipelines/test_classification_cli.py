@@ -13,14 +13,14 @@ def test_commands_follow_the_manifest_task(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     manifest = write_xray_classification_dataset(tmp_path / "data", 10, seed=1)
-    common = ["--manifest", str(manifest), "--out", str(tmp_path / "run"), "--device", "cpu"]
-    tiny = ["--width-factor", "0.125", "--stem-stride", "2", "--epochs", "1", "--batch-size", "4"]
+    common = ["--manifest", str(manifest), "--out", str(tmp_path / "run")]
+    tiny = ["--device", "cpu", "--width-factor", "0.125", "--stem-stride", "2", "--epochs", "1", "--batch-size", "4"]
     tiny += ["--xray-size-px", "32", "32"]
     assert main(["train", *common, *tiny]) == 0
     assert "trained 1 epochs; best validation AUC" in capsys.readouterr().out
     model = json.loads((tmp_path / "run" / "model" / "model.json").read_text())
     assert model["network"]["name"] == "resnet18"  # the classification default
-    assert main(["predict", *common, "--threshold", "0.3"]) == 0
+    assert main(["predict", *common, "--device", "cpu", "--threshold", "0.3"]) == 0
     assert "test.csv: 2 written, 0 skipped, 0 failed" in capsys.readouterr().out
     assert main(["evaluate", *common]) == 0  # scores prediction's calls, at its threshold
     out = capsys.readouterr().out

@@ -170,7 +170,12 @@ def test_batch_predict_command(
 
     manifest, out = _batch_manifest(dataset, "batch_cli"), tmp_path / "preds"
     args = ["--manifest", str(manifest), "--out", str(out), "--device", "cpu"]
-    # --model: a run folder (holding model/); a failing case does not stop the others
+    # --model alone fails fast: every file is checked first, nothing is predicted
+    assert main(["predict", "--model", str(trained[0].out_dir), *args]) == 2
+    assert "test[2].image: cannot read imagesTr/batch_cli_bad.nii.gz" in capsys.readouterr().err
+    assert not out.exists()
+    # --keep-going: a failing case does not stop the others; --model: a run folder
+    args += ["--keep-going"]
     assert main(["predict", "--model", str(trained[0].out_dir), "--progress", *args]) == 1
     printed = capsys.readouterr()
     assert "2 written, 0 skipped, 1 failed" in printed.out
@@ -211,19 +216,6 @@ def test_batch_predict_command(
     assert (
         load_volume(out / "case_003.nii.gz").spatial_shape
         == read_header(dataset.parent / "imagesTr" / "case_003.nii.gz").shape
-    )
-
-
-def test_predict_with_model_needs_a_segmentation_manifest(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
-    from medimg.cli import main
-
-    args = ["predict", "--task", "classification", "--manifest", "m.json", "--out", "o"]
-    assert main([*args, "--model", str(tmp_path)]) == 2
-    assert (
-        "--model must be used with a segmentation manifest, got a classification one"
-        in capsys.readouterr().err
     )
 
 

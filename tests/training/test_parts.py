@@ -35,7 +35,7 @@ from medimg.training import (
         ({"max_epochs": 0}, r"max_epochs must be >= 1, got 0"),
         ({"iterations_per_epoch": 0}, r"iterations_per_epoch must be >= 1 or None, got 0"),
         ({"early_stopping_patience": -1}, r"early_stopping_patience must be >= 1 or None, got -1"),
-        ({"learning_rate": 0.0}, r"learning_rate must be > 0, got 0.0"),
+        ({"learning_rate": 0.0}, r"learning_rate must be > 0 and finite, got 0.0"),
         ({"momentum": 1.0}, r"momentum in \[0, 1\), got 1e-05 and 1.0"),
         ({"grad_clip_norm": 0.0}, r"grad_clip_norm must be > 0 or None, got 0.0"),
     ],
