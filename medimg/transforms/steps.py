@@ -10,6 +10,7 @@ resampler reads flipped axes by reversing its gather indices instead of copying 
 from __future__ import annotations
 
 from collections.abc import Hashable, Mapping, Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +22,7 @@ from numpy.typing import NDArray
 
 from medimg.errors import GeometryError
 from medimg.io import Volume, read_image, reorient
+from medimg.io.geometry import SourceGeometry, grid_difference_mm
 from medimg.keys import Keys
 from medimg.transforms.functional import foreground_box, resize_pad_geometry, resize_with_pad
 from medimg.transforms.record import PreprocessRecord
@@ -71,9 +73,7 @@ class LoadVolumed(MapTransform):
             if not isinstance(vol, Volume):
                 vol = read_image(Path(vol), ndim=self.ndim)
             record = PreprocessRecord.from_source(vol.source.shape, vol.source.affine)
-            if vol.spatial_shape != vol.source.shape or not np.allclose(
-                vol.affine, vol.source.affine
-            ):
+            if not vol.source.same_grid(_grid(vol.source, vol.spatial_shape, vol.affine)):
                 raise GeometryError(
                     f"{key}: LoadVolumed needs a volume on its stored grid, got one already "
                     "reoriented or resampled; pass the path or the Volume from read_image"
@@ -81,18 +81,25 @@ class LoadVolumed(MapTransform):
             if Keys.RECORD not in d:
                 d[Keys.RECORD] = record
             else:
-                _check_same_grid(d[Keys.RECORD], record, str(key))
+                _check_same_grid(d[Keys.RECORD], vol.source, str(key))
             d[key] = vol.array
         return d
 
 
-def _check_same_grid(first: PreprocessRecord, other: PreprocessRecord, key: str) -> None:
-    diff = np.abs(first.source_affine - other.source_affine).max()
-    if first.source_shape != other.source_shape or diff > 1e-3:
+def _grid(like: SourceGeometry, shape: Sequence[int], affine: Any) -> SourceGeometry:
+    """``like`` on another grid, for :meth:`SourceGeometry.same_grid` (the one grid test)."""
+    return replace(like, shape=tuple(int(n) for n in shape), affine=np.asarray(affine, float))
+
+
+def _check_same_grid(first: PreprocessRecord, other: SourceGeometry, key: str) -> None:
+    reference = _grid(other, first.source_shape, first.source_affine)
+    if not reference.same_grid(other):
+        where = "" if reference.shape != other.shape else (
+            f" (corners up to {grid_difference_mm(reference, other):.4g} mm apart)"
+        )  # fmt: skip
         raise GeometryError(
-            f"{key} must be on the image's grid, got shape {other.source_shape} vs "
-            f"{first.source_shape} (largest affine difference {diff:.4g} mm); resample the "
-            "label onto the image first"
+            f"{key} must be on the image's grid, got shape {other.shape} vs "
+            f"{first.source_shape}{where}; resample the label onto the image first"
         )
 
 

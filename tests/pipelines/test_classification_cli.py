@@ -14,7 +14,8 @@ def test_commands_follow_the_manifest_task(
 ) -> None:
     manifest = write_xray_classification_dataset(tmp_path / "data", 10, seed=1)
     common = ["--manifest", str(manifest), "--out", str(tmp_path / "run")]
-    tiny = ["--device", "cpu", "--width-factor", "0.125", "--stem-stride", "2", "--epochs", "1", "--batch-size", "4"]
+    tiny = ["--device", "cpu", "--width-factor", "0.125", "--stem-stride", "2", "--epochs", "1"]
+    tiny += ["--batch-size", "4"]
     tiny += ["--xray-size-px", "32", "32"]
     assert main(["train", *common, *tiny]) == 0
     assert "trained 1 epochs; best validation AUC" in capsys.readouterr().out
