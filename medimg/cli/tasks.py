@@ -124,8 +124,9 @@ def _stage_values(args: argparse.Namespace, command: str, task: Any) -> dict[str
         if field is None:
             others = [name for name, t in TASKS.items() if _field(option, t) is not None]
             raise ConfigError(
-                f"{_flag(dest)} does not apply to the {task.name} task of {args.manifest}, got "
-                f"{_flag(dest)} (an option of {' and '.join(others) or 'no task'}); drop it"
+                f"options of medimg {command} must apply to the {task.name} task of "
+                f"{args.manifest}, got {_flag(dest)} (an option of "
+                f"{' and '.join(others) or 'no task'}); drop it"
             )
         stages[option.stage][field.name] = tuple(value) if isinstance(value, list) else value
     return stages

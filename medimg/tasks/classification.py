@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -297,7 +297,7 @@ class _Predictor:
         self.classes = [bundle.outputs[k] for k in sorted(bundle.outputs)]
         self.summary_name = f"{cfg.split}.summary.json"
         self.path = cfg.out_dir / f"{cfg.split}.csv"
-        self.settings = {
+        self.settings: Mapping[str, Any] = {
             "output": "class probabilities",
             "classes": self.classes,
             "threshold": self.threshold,

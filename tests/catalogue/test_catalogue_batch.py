@@ -109,7 +109,19 @@ def _fail_fast_missing_image(tmp: Path) -> Sequence[str]:
     return ["predict", "--manifest", str(manifest), "--out", str(tmp / "run"), "--device", "cpu"]
 
 
+def _model_fails_fast(tmp: Path) -> Sequence[str]:
+    # --model without --keep-going: the library's default, every file checked first
+    _dataset(tmp, {"ok": _ok(), "gone": None})
+    return _predict(tmp)
+
+
 CATALOGUE = [
+    BadInput(
+        "predict_model_without_keep_going_fails_fast",
+        _model_fails_fast,
+        2,
+        r"error: {tmp}/m.json has 1 problem:\n\s+test\[1\].image: .*gone.nii.gz",
+    ),
     BadInput(
         "predict_output_folder_locked",
         _locked,
