@@ -31,6 +31,7 @@ from medimg.tasks.classification import (
     ClassificationPredictOptions,
     ClassificationTask,
 )
+from medimg.tasks.detection import DetectionTask
 from medimg.tasks.engine import evaluate, predict, train
 from medimg.tasks.segmentation import (
     SegmentationConfig,
@@ -68,6 +69,7 @@ __all__ = [
 TASKS: dict[str, Task] = {
     "segmentation": SegmentationTask(),
     "classification": ClassificationTask(),
+    "detection": DetectionTask(),
 }
 """Every task with an engine, by name: registering a task is one entry here."""
 

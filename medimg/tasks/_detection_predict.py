@@ -1,0 +1,171 @@
+"""Detection prediction: one case's boxes as ``<case>.json``, and the batch stage.
+
+Each box is written in world RAS+ mm (``center_mm``, ``size_mm``) and in voxels of the image's
+stored grid (``center_vox``, ``size_vox``, ``min_vox``, ``max_vox``; voxel ``k``'s centre at
+``k``), from the detector's boxes on the chain's grid through the chain's record. The file
+also holds the stored grid (shape, affine), which the resume check compares with the image.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from medimg.errors import MedimgError
+from medimg.keys import Keys
+from medimg.manifests import ResolvedCase
+from medimg.networks import Detections, detect
+from medimg.tasks._detection_boxes import map_boxes, world_centre_size
+from medimg.tasks.base import PredictConfig
+from medimg.training import apply_chain
+
+__all__ = ["FRAME", "DetectionPredictor", "case_document", "predict_batch"]
+
+logger = logging.getLogger(__name__)
+
+FRAME = "world RAS+ mm (x right, y anterior, z superior)"
+"""The frame of ``center_mm``/``size_mm`` in every box file."""
+
+
+def case_document(
+    case_id: str, detections: Detections, record: Any, classes: dict[int, str], min_score: float
+) -> dict[str, Any]:
+    """The JSON document of one case from boxes on the chain grid of ``record``."""
+    keep = detections.scores >= min_score
+    grid = np.asarray(record.grid_affine, dtype=np.float64)
+    source = np.asarray(record.source_affine, dtype=np.float64)
+    boxes = detections.boxes_vox[keep]
+    centre_mm, size_mm = world_centre_size(boxes, grid)
+    stored = map_boxes(boxes, np.linalg.inv(source) @ grid)
+    out = []
+    for i, (score, label) in enumerate(zip(detections.scores[keep], detections.labels[keep],
+                                           strict=True)):  # fmt: skip
+        lo, hi = stored[i, :3], stored[i, 3:]
+        out.append({
+            "score": round(float(score), 6), "class": classes[int(label)],
+            "center_mm": _round(centre_mm[i]), "size_mm": _round(size_mm[i]),
+            "center_vox": _round((lo + hi) / 2), "size_vox": _round(hi - lo),
+            "min_vox": _round(lo), "max_vox": _round(hi),
+        })  # fmt: skip
+    return {
+        "case_id": case_id,
+        "frame": FRAME,
+        "stored_grid": {"shape": list(record.source_shape), "affine": source.tolist()},
+        "boxes": out,
+    }
+
+
+def _round(v: Any) -> list[float]:
+    return [round(float(x), 4) for x in v]
+
+
+class DetectionPredictor:
+    """Boxes of a batch as ``<case>.json`` (:class:`~medimg.tasks.Predictor`)."""
+
+    summary_name = "summary.json"
+
+    def __init__(self, bundle: Any, chain: Any, cfg: PredictConfig) -> None:
+        from medimg.tasks.detection import DetectionTask
+        from medimg.tasks.engine import options_of
+        from medimg.training import select_device
+
+        self.options = options_of(DetectionTask(), cfg.options, "predict")
+        self.bundle, self.chain, self.out_dir = bundle, chain, cfg.out_dir
+        self.device = select_device(cfg.device)
+        self.precision = cfg.precision
+        self.settings = {
+            "output": "boxes as <case>.json, world RAS+ mm and stored-grid voxels",
+            "min_score": self.options.min_score,
+            "device": self.device.type,
+            "precision": cfg.precision,
+        }
+
+    def output(self, case: ResolvedCase) -> Path:
+        return self.out_dir / f"{case.case_id}.json"
+
+    def run(self, case: ResolvedCase, batch_case: Any) -> dict[str, Any]:
+        from medimg.io.writing import atomic_path
+
+        sample = apply_chain(self.chain, {Keys.IMAGE.value: str(case.images[0])})
+        image = torch.as_tensor(sample[Keys.IMAGE.value]).as_subclass(torch.Tensor).float()
+        detector = self.bundle.model.to(self.device).detector
+        dtype = {"bfloat16": torch.bfloat16, "float16": torch.float16}.get(self.precision)
+        with torch.autocast(self.device.type, dtype=dtype, enabled=dtype is not None):
+            found = detect(detector, image)
+        doc = case_document(case.case_id, found, sample[Keys.RECORD], self.bundle.outputs,
+                            self.options.min_score)  # fmt: skip
+        with atomic_path(self.output(case), overwrite=True) as tmp:
+            tmp.write_text(json.dumps(doc, indent=1) + "\n", encoding="utf-8")
+        return {"boxes": len(doc["boxes"])}
+
+    def is_done(self, case: ResolvedCase) -> bool:
+        from medimg.io import read_image_header
+
+        path = self.output(case)
+        try:
+            grid = json.loads(path.read_text(encoding="utf-8"))["stored_grid"]
+            header = read_image_header(case.images[0])
+            same = tuple(grid["shape"]) == tuple(header.shape[:3]) and np.allclose(
+                grid["affine"], header.affine, atol=1e-4
+            )
+        except (MedimgError, OSError, ValueError, KeyError, TypeError) as exc:
+            logger.warning("%s: predicting %s again: %s", path, case.case_id, exc)
+            return False
+        if not same:
+            logger.warning("%s: predicting %s again: not the image's grid", path, case.case_id)
+        return bool(same)
+
+    def start(self) -> None:
+        pass
+
+    def finish(self, records: Sequence[Any]) -> Path:
+        return self.out_dir
+
+
+def predict_batch(task: Any, cfg: PredictConfig) -> Any:
+    """The prediction stage of :func:`medimg.tasks.detection.predict`."""
+    from medimg.errors import ConfigError
+    from medimg.inference import BatchCase, BatchModel, PredictionBatch, run_batch
+    from medimg.manifests import load_manifest, resolve_cases
+    from medimg.modality import Modality
+    from medimg.tasks._detection_train import load_detector
+    from medimg.tasks.base import PredictResult
+    from medimg.training import utc_now, write_run_record
+    from medimg.transforms import preprocessing_for
+    from medimg.transforms.cache import chain_key
+
+    started = utc_now()
+    bundle = load_detector(cfg.model_dir)
+    manifest = load_manifest(cfg.manifest, check_files=cfg.fail_fast)
+    task.check_manifest(manifest, cfg.manifest)
+    cases = {c.case_id: c for c in resolve_cases(manifest, cfg.manifest) if c.split == cfg.split}
+    if not cases:
+        raise ConfigError(f"split {cfg.split!r} of {cfg.manifest} must have cases to predict, "
+                          "got none; choose another --split")  # fmt: skip
+    chain = preprocessing_for(bundle.modality, bundle.preprocess, bundle.fingerprint)
+    predictor = DetectionPredictor(bundle, chain, cfg)
+    key = chain_key(Modality(bundle.modality), bundle.preprocess, bundle.fingerprint)
+    model = BatchModel(bundle.checkpoint_sha256, key, predictor.settings)
+    work = [BatchCase(c.case_id, c.images, predictor.output(c)) for c in cases.values()]
+    header = {"task": task.name, "split": cfg.split, "model_dir": str(cfg.model_dir),
+              "settings": dict(predictor.settings)}  # fmt: skip
+    with PredictionBatch(cfg.out_dir, header=header, summary_name=predictor.summary_name,
+                         overwrite=cfg.overwrite) as batch:  # fmt: skip
+        records = run_batch(
+            batch, work, model, lambda b: predictor.run(cases[b.case_id], b),
+            is_valid=lambda b: predictor.is_done(cases[b.case_id]),
+            fail_fast=cfg.fail_fast, progress=cfg.progress,
+        )  # fmt: skip
+        outcomes = tuple(task.outcome(r, predictor) for r in records)
+        extra = {"task": task.name, "split": cfg.split, "cases": outcomes}
+        write_run_record(
+            cfg.out_dir, config=cfg, seed=0, started=started, manifest=cfg.manifest, extra=extra
+        )
+    logger.info("predicted %d cases of %s -> %s", len(outcomes), cfg.split, cfg.out_dir)
+    return PredictResult(cfg.out_dir, cfg.out_dir, batch.summary_path, outcomes)

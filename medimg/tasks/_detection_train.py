@@ -1,0 +1,268 @@
+"""Detection training: samples with grid boxes, crops, the loss through ``fit``, the model record.
+
+:func:`~medimg.training.fit` calls ``loss(model(inputs), target)``; RetinaNet computes its
+loss from the images and the boxes together, so the trained module passes the images through
+(:class:`DetectorModule`) and the target tensor carries each crop's boxes, packed
+``(B, N_max, 7)``: six box coordinates and the class, rows of class ``-1`` padding.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Sequence
+from dataclasses import replace
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, cast
+
+import numpy as np
+import torch
+from numpy.typing import NDArray
+
+from medimg.errors import CheckpointError, ConfigError
+from medimg.keys import Keys
+from medimg.manifests import ResolvedCase
+from medimg.networks import DetectorConfig, build_detector, detect, detection_loss
+from medimg.tasks._detection_boxes import boxes_to_grid, map_boxes
+from medimg.tasks.base import TrainResult
+from medimg.training import apply_chain
+
+if TYPE_CHECKING:
+    from medimg.tasks.detection import DetectionConfig, DetectionTask
+
+__all__ = ["DetectorModule", "load_detector", "train_detector"]
+
+logger = logging.getLogger(__name__)
+
+IMAGE = Keys.IMAGE.value
+
+
+class DetectorModule(torch.nn.Module):
+    """The detector as ``fit`` trains it: ``forward`` passes the images to the loss."""
+
+    def __init__(self, cfg: DetectorConfig, *, seed: int = 0) -> None:
+        super().__init__()
+        self.detector = build_detector(cfg, seed=seed)
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        """``images`` unchanged (the loss runs the network)."""
+        return images
+
+    def loss(self, images: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        """RetinaNet's total loss of ``images`` against the packed boxes ``target``."""
+        boxes, labels = unpack(target)
+        return detection_loss(self.detector, images, boxes, labels).total
+
+
+def pack(boxes: Sequence[NDArray[Any]], labels: Sequence[NDArray[Any]]) -> torch.Tensor:
+    """Boxes and labels of a batch as one ``(B, N_max, 7)`` float tensor (module notes)."""
+    n = max([1, *(len(b) for b in boxes)])
+    out = np.full((len(boxes), n, 7), -1.0, dtype=np.float32)
+    for i, (b, lab) in enumerate(zip(boxes, labels, strict=True)):
+        out[i, : len(b), :6], out[i, : len(b), 6] = b, lab
+    return torch.from_numpy(out)
+
+
+def unpack(target: torch.Tensor) -> tuple[list[NDArray[Any]], list[NDArray[Any]]]:
+    """Inverse of :func:`pack`."""
+    rows = target.detach().cpu().numpy()
+    keep = [r[r[:, 6] >= 0] for r in rows]
+    return [k[:, :6] for k in keep], [k[:, 6].astype(np.int64) for k in keep]
+
+
+def samples(
+    chain: Any, cases: Sequence[ResolvedCase], classes: Sequence[str]
+) -> list[dict[str, Any]]:
+    """Each case through the chain, with its boxes on the chain's grid (and the grid affine)."""
+    out = []
+    for case in cases:
+        sample = apply_chain(chain, {IMAGE: str(case.images[0])})
+        record = sample[Keys.RECORD]
+        boxes, labels = boxes_to_grid(case.boxes or (), classes, record.grid_affine)
+        image = torch.as_tensor(sample[IMAGE]).as_subclass(torch.Tensor).float()
+        out.append({IMAGE: image, "boxes": boxes, "labels": labels, "case": case,
+                    "affine": np.asarray(record.grid_affine)})  # fmt: skip
+    return out
+
+
+def crop(
+    sample: dict[str, Any], patch: tuple[int, ...], rng: np.random.Generator
+) -> tuple[torch.Tensor, NDArray[Any], NDArray[Any]]:
+    """A ``patch`` crop (zero-padded where the image is smaller), half the time on a box."""
+    image, boxes, labels = sample[IMAGE], sample["boxes"], sample["labels"]
+    shape = np.array(image.shape[1:])
+    size = np.array(patch)
+    if len(boxes) and rng.random() < 0.5:
+        b = boxes[rng.integers(len(boxes))]
+        centre = (b[:3] + b[3:]) / 2 + rng.uniform(-0.3, 0.3, 3) * size
+        start = np.round(centre - size / 2).astype(int)
+    else:
+        start = np.array([rng.integers(min(0, s - p), max(0, s - p) + 1) for s, p in
+                          zip(shape, size, strict=True)])  # fmt: skip
+    start = np.clip(start, np.minimum(0, shape - size), np.maximum(0, shape - size))
+    out = torch.zeros((image.shape[0], *patch), dtype=torch.float32)
+    src = [slice(max(a, 0), min(a + p, s)) for a, p, s in zip(start, size, shape, strict=True)]
+    dst = [slice(sl.start - a, sl.stop - a) for sl, a in zip(src, start, strict=True)]
+    out[(slice(None), *dst)] = image[(slice(None), *src)]
+    shifted = boxes - np.r_[start, start]
+    lo, hi = np.zeros(3), size - 1.0
+    centres = (shifted[:, :3] + shifted[:, 3:]) / 2
+    inside = np.all((centres >= lo) & (centres <= hi), axis=1)
+    kept = shifted[inside]
+    kept[:, :3], kept[:, 3:] = np.maximum(kept[:, :3], lo - 0.5), np.minimum(kept[:, 3:], hi + 0.5)
+    return out, kept.astype(np.float32), labels[inside]
+
+
+def batches_of(cfg: DetectionConfig, data: list[dict[str, Any]]) -> Any:
+    """``batches(epoch)`` of seeded crops, every training case once per epoch."""
+
+    def batches(epoch: int) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        rng = np.random.default_rng([cfg.seed, epoch])
+        order = rng.permutation(len(data))
+        out = []
+        for first in range(0, len(order), cfg.batch_size):
+            crops = [
+                crop(data[i], cfg.patch_size_vox, rng)
+                for i in order[first : first + cfg.batch_size]
+            ]
+            images = torch.stack([c[0] for c in crops])
+            out.append((images, pack([c[1] for c in crops], [c[2] for c in crops])))
+        return out
+
+    return batches
+
+
+def scan_findings(case: ResolvedCase, classes: Sequence[str], detections: Any,
+                  affine: NDArray[np.float64]) -> Any:  # fmt: skip
+    """The case's lesions and the detections (voxels of ``affine``'s grid) in world mm."""
+    from medimg.evaluation import Detection, Lesion, ScanFindings, WorldBox
+
+    lesions = tuple(
+        Lesion.from_box(WorldBox(b.min_mm, b.max_mm), label=list(classes).index(b.class_name))
+        for b in case.boxes or ()
+    )
+    world = map_boxes(detections.boxes_vox, affine)
+    found = tuple(
+        Detection.from_box(WorldBox(tuple(w[:3]), tuple(w[3:])), score=float(s), label=int(k))
+        for w, s, k in zip(world, detections.scores, detections.labels, strict=True)
+    )
+    return ScanFindings(scan_id=case.case_id, lesions=lesions, detections=found)
+
+
+def validator(data: list[dict[str, Any]], classes: Sequence[str]) -> Any:
+    """Validation CPM (LUNA16 FROC) of whole preprocessed validation scans."""
+    from medimg.evaluation import froc
+
+    def validate(model: Any, device: Any) -> float:
+        scans = [
+            scan_findings(s["case"], classes, detect(model.detector, s[IMAGE]), s["affine"])
+            for s in data
+        ]
+        result = froc(scans)
+        return 0.0 if not np.isfinite(result.cpm) else float(result.cpm)
+
+    return validate
+
+
+def train_detector(task: DetectionTask, cfg: DetectionConfig, *, resume: bool) -> TrainResult:
+    """The training stage (the caller holds the model folder's lock)."""
+    from medimg.evaluation import save_training_curves
+    from medimg.fingerprint import load_or_compute_fingerprint
+    from medimg.manifests import load_manifest, resolve_cases
+    from medimg.tasks.detection import detection_classes
+    from medimg.training import (
+        BEST,
+        LAST,
+        fit,
+        save_model_bundle,
+        seed_everything,
+        split_cases,
+        utc_now,
+        write_run_record,
+    )  # fmt: skip
+    from medimg.transforms import preprocessing_for
+
+    started = utc_now()
+    seed_everything(cfg.seed)
+    manifest = load_manifest(cfg.manifest)
+    classes = detection_classes(manifest, cfg.manifest)
+    fingerprint = load_or_compute_fingerprint(cfg.manifest, seed=cfg.seed)
+    modality = manifest.channels[0].modality
+    chain = preprocessing_for(modality, cfg.preprocess, fingerprint)
+    split = split_cases(
+        resolve_cases(manifest, cfg.manifest), fraction=cfg.validation_fraction, seed=cfg.seed
+    )
+    det_cfg = replace(cfg.detector, num_classes=len(classes), in_channels=len(manifest.channels))
+    train_data, val_data = samples(chain, split[0], classes), samples(chain, split[1], classes)
+    module = DetectorModule(det_cfg, seed=cfg.seed)
+    result = fit(
+        module, module.loss, batches_of(cfg, train_data), cfg.train, out_dir=cfg.model_dir,
+        validate=validator(val_data, classes) if val_data else None, resume=resume, lock=False,
+    )  # fmt: skip
+    checkpoint = cfg.model_dir / (BEST if BEST in result.checkpoints else LAST)
+    save_model_bundle(
+        cfg.model_dir, network=cast(Any, det_cfg), preprocess=cfg.preprocess,
+        modality=modality.value, outputs=dict(enumerate(classes)), fingerprint=fingerprint,
+        checkpoint=checkpoint.name,
+    )  # fmt: skip
+    save_training_curves(dict(result.history), cfg.model_dir / "curves.png", overwrite=True)
+    cases = {"train": [c.case_id for c in split[0]], "validation": [c.case_id for c in split[1]]}
+    write_run_record(
+        cfg.model_dir, config=cfg, seed=cfg.seed, started=started, manifest=cfg.manifest,
+        extra={"task": task.name, "fit": result, "cases": cases,
+               "fingerprint": json.loads(fingerprint.to_json())},
+    )  # fmt: skip
+    return TrainResult(
+        model_dir=cfg.model_dir, checkpoint=checkpoint,
+        checkpoint_sha256=result.checkpoints[checkpoint.name], fit=result,
+        train_cases=tuple(cases["train"]), validation_cases=tuple(cases["validation"]),
+    )  # fmt: skip
+
+
+def load_detector(model_dir: Path) -> Any:
+    """The :class:`~medimg.training.ModelBundle` of a detection model folder.
+
+    ``model`` is the trained :class:`DetectorModule` (evaluation mode, CPU) and ``network``
+    its :class:`~medimg.networks.DetectorConfig`.
+
+    Raises
+    ------
+    ConfigError
+        When the folder has no ``model.json``, or holds a segmentation or classification model.
+    CheckpointError
+        For a damaged record or weights (as :func:`~medimg.training.load_model_bundle`).
+    """
+    from medimg.training import MODEL_RECORD, ModelBundle, load_checkpoint
+    from medimg.training.bundle import _fingerprint, _inside, _read_record, _settings
+    from medimg.transforms import PreprocessConfig
+
+    folder = Path(model_dir)
+    path = folder / MODEL_RECORD
+    if not path.is_file():
+        raise ConfigError(
+            f"model folder must hold {MODEL_RECORD}, got none in {folder}; train first"
+        )
+    record = _read_record(path)
+    if "anchor_shapes_vox" not in record["network"]:
+        raise ConfigError(
+            f"{path} must be a detection model, got a {record['network'].get('name', '?')!r} "
+            "network; predict with the task it was trained for, or train a detector"
+        )
+    net = _settings(DetectorConfig, record["network"], path, "network")
+    preprocess = _settings(PreprocessConfig, record["preprocess"], path, "preprocess")
+    checkpoint = _inside(folder, record["checkpoint"], path, "checkpoint")
+    state = load_checkpoint(checkpoint, sha256=record["checkpoint_sha256"])
+    module = DetectorModule(net)
+    try:
+        module.load_state_dict(state["model"])
+    except (RuntimeError, KeyError, TypeError) as exc:
+        raise CheckpointError(
+            f"checkpoint {checkpoint} does not fit the detector of {path} ({str(exc)[:200]}); "
+            "train again or restore the folder"
+        ) from None
+    return ModelBundle(
+        model=module.eval(), network=cast(Any, net), preprocess=preprocess,
+        modality=record["modality"], outputs={int(k): v for k, v in record["outputs"].items()},
+        fingerprint=_fingerprint(folder, record, path),
+        checkpoint_sha256=record["checkpoint_sha256"],
+    )  # fmt: skip

@@ -1,0 +1,303 @@
+"""The detection task: lesion boxes with MONAI's RetinaNet, scored by LUNA16 FROC, CPM and mAP.
+
+* **Samples.** Each image goes through the modality's one chain (CT: reoriented to RAS,
+  resampled to ``preprocess.target_spacing_mm``, windowed); its manifest boxes (world RAS+ mm)
+  are mapped onto the chain's grid through the chain's record (:mod:`._detection_boxes`:
+  exact for nodules, whatever the stored orientation or obliquity). Training crops
+  ``patch_size_vox`` patches, half of them centred on a box.
+* **Network and loss.** :func:`~medimg.networks.build_detector` (ResNet-FPN, ATSS matcher,
+  hard-negative sampler), its RetinaNet focal + box-regression loss, through the shared
+  :func:`~medimg.training.fit` loop (checkpoints, resume, best-by-validation-CPM).
+* **Prediction.** ``<case>.json`` per case: every box's score, class, world centre and size
+  (mm, RAS+) and its box in voxels of the image's *stored* grid; resume keys as every task's.
+* **Evaluation.** FROC at 1/8 .. 8 false positives per scan, CPM and mAP at IoU 0.1 over the
+  split: ``summary.json``, ``cases.csv``, ``froc.png``, slices with boxes, ``report.md``.
+
+The shared engines of :mod:`medimg.tasks.engine` build a :class:`~medimg.networks.NetworkConfig`
+network and read labelled cases as label maps or classes, which a detector and box
+annotations are not; :func:`train`, :func:`predict` and :func:`evaluate` here run the same
+steps with the same pieces (:func:`~medimg.training.fit`, the model record,
+:func:`~medimg.inference.run_batch`, the run record) and take the engines' stage configs.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from medimg.errors import ConfigError
+from medimg.manifests import Manifest, ResolvedCase
+from medimg.networks import DetectorConfig
+from medimg.tasks.base import CaseOutcome, EvaluateConfig, PredictConfig, resolve_model_dir
+from medimg.training import TrainConfig
+from medimg.transforms import AugmentConfig, PreprocessConfig
+
+__all__ = [
+    "DetectionConfig",
+    "DetectionEvaluateOptions",
+    "DetectionPredictOptions",
+    "DetectionReport",
+    "DetectionTask",
+    "detection_classes",
+    "evaluate",
+    "predict",
+    "train",
+]
+
+
+def _preprocess() -> PreprocessConfig:
+    return PreprocessConfig(target_spacing_mm=(2.0, 2.0, 2.0), hu_window="lung")
+
+
+def _train() -> TrainConfig:
+    return TrainConfig(max_epochs=40, learning_rate=2e-3, lr_schedule="cosine")
+
+
+@dataclass(frozen=True, kw_only=True)
+class DetectionPredictOptions:
+    """Detection's prediction options: boxes scoring under ``min_score`` (in [0, 1]) are dropped."""
+
+    min_score: float = 0.0
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.min_score <= 1:
+            raise ConfigError(f"min_score must be in [0, 1], got {self.min_score}")
+
+
+@dataclass(frozen=True, kw_only=True)
+class DetectionEvaluateOptions:
+    """Detection's evaluation options.
+
+    Attributes
+    ----------
+    iou_threshold : float
+        Box IoU of a mAP match, in (0, 1] (0.1: MONAI's LUNA16 tutorial).
+    n_bootstrap : int
+        Scan bootstrap resamples for FROC intervals (0: none).
+    figures : int
+        Cases drawn as slices with boxes (>= 0).
+    """
+
+    iou_threshold: float = 0.1
+    n_bootstrap: int = 0
+    figures: int = 3
+
+    def __post_init__(self) -> None:
+        if not 0 < self.iou_threshold <= 1:
+            raise ConfigError(f"iou_threshold must be in (0, 1], got {self.iou_threshold}")
+        if self.n_bootstrap < 0 or self.figures < 0:
+            raise ConfigError(
+                f"n_bootstrap and figures must be >= 0, got {self.n_bootstrap} and {self.figures}"
+            )
+
+
+@dataclass(frozen=True, kw_only=True)
+class DetectionConfig:
+    """A detection run: training settings and where prediction and evaluation go.
+
+    Attributes
+    ----------
+    manifest, out_dir : Path
+        Detection manifest (schema 2, boxes); run folder (``model/``, ``predictions/``,
+        ``evaluation/``).
+    preprocess : PreprocessConfig
+        Default: 2 mm isotropic, the ``lung`` HU window.
+    augment : None
+        Detection trains without augmentation for now (must be None).
+    detector : DetectorConfig
+        Architecture; ``num_classes`` and ``in_channels`` are set from the manifest.
+    patch_size_vox : (int, int, int)
+        Training crop, RAS voxel order; each a multiple of ``detector.size_divisible``.
+    batch_size : int
+        Crops per optimiser step.
+    train : TrainConfig
+        Epochs, optimiser, schedule, device (default 40 epochs, AdamW 2e-3, cosine).
+    validation_fraction : float
+        Share of training cases held out when the manifest has no validation split.
+    seed : int
+    model_folder, predictions_folder : Path, optional
+        Model to predict with (model or run folder; default ``out_dir/model``); prediction
+        folder (default ``out_dir/predictions``).
+    """
+
+    manifest: Path
+    out_dir: Path
+    preprocess: PreprocessConfig = field(default_factory=_preprocess)
+    augment: AugmentConfig | None = None
+    detector: DetectorConfig = field(default_factory=DetectorConfig)
+    patch_size_vox: tuple[int, int, int] = (64, 64, 64)
+    batch_size: int = 2
+    train: TrainConfig = field(default_factory=_train)
+    validation_fraction: float = 0.2
+    seed: int = 0
+    model_folder: Path | None = None
+    predictions_folder: Path | None = None
+
+    def __post_init__(self) -> None:
+        for name in ("manifest", "out_dir", "model_folder", "predictions_folder"):
+            if (value := getattr(self, name)) is not None:
+                object.__setattr__(self, name, Path(value))
+        if self.augment is not None:
+            raise ConfigError("augment must be None for detection (no box-aware augmentation yet)")
+        div = self.detector.size_divisible
+        patch = tuple(self.patch_size_vox)
+        if len(patch) != 3 or any(p < d or p % d for p, d in zip(patch, div, strict=False)):
+            raise ConfigError(
+                f"patch_size_vox must be 3 positive multiples of {div} (the detector's stride), "
+                f"got {self.patch_size_vox}"
+            )
+        if self.batch_size < 1:
+            raise ConfigError(f"batch_size must be >= 1, got {self.batch_size}")
+        if not 0 <= self.validation_fraction < 1:
+            raise ConfigError(
+                f"validation_fraction must be in [0, 1), got {self.validation_fraction}"
+            )
+
+    @property
+    def model_dir(self) -> Path:
+        """Where training writes the model and prediction reads it."""
+        if self.model_folder is None:
+            return self.out_dir / "model"
+        return resolve_model_dir(self.model_folder)
+
+    @property
+    def predictions_dir(self) -> Path:
+        """Where prediction writes ``<case>.json`` and evaluation reads them."""
+        return self.predictions_folder or self.out_dir / "predictions"
+
+
+@dataclass(frozen=True)
+class DetectionReport:
+    """Scores and report files of a detection evaluation (``summary`` is ``summary.json``)."""
+
+    out_dir: Path
+    froc: Any
+    average_precision: Any
+    summary: dict[str, Any]
+    figures: tuple[Path, ...]
+
+
+def detection_classes(manifest: Manifest, path: Path) -> tuple[str, ...]:
+    """The declared classes of a detection manifest; :class:`ConfigError` for any other."""
+    if manifest.task != "detection" or not manifest.classes:
+        raise ConfigError(
+            f"{path} must be a detection manifest (schema 2, 'classes' and case 'boxes'), got "
+            f"a {manifest.task} manifest; use the {manifest.task} task for it"
+        )
+    return tuple(manifest.classes)
+
+
+class DetectionTask:
+    """The detection task (the attributes of :class:`~medimg.tasks.Task`)."""
+
+    name: str = "detection"
+    metric: str = "CPM"
+    head_type: type[Any] | None = None
+    train_config: type[Any] = DetectionConfig
+    predict_options: type[Any] = DetectionPredictOptions
+    evaluate_options: type[Any] = DetectionEvaluateOptions
+
+    def evaluation_dir(self, run_dir: Path, split: str) -> Path:
+        """``run_dir/evaluation``."""
+        return run_dir / "evaluation"
+
+    def check_manifest(self, manifest: Manifest, path: Path) -> None:
+        """Detection needs a detection manifest with declared classes."""
+        detection_classes(manifest, path)
+
+    def plan_training(self, cfg: Any, manifest: Manifest, fingerprint: Any, chain: Any,
+                      split: Any) -> Any:  # fmt: skip
+        """Refused: a detector is no :class:`~medimg.networks.NetworkConfig` network.
+
+        Raises
+        ------
+        ConfigError
+            Always; train with :func:`medimg.tasks.detection.train` (module notes).
+        """
+        raise ConfigError(
+            f"{cfg.manifest}: the detection task trains with medimg.tasks.detection.train "
+            "(pipelines.detection.train), not the shared engine's train"
+        )
+
+    def predictor(self, bundle: Any, chain: Any, cfg: PredictConfig) -> Any:
+        """Boxes per case as ``<case>.json`` (:class:`._detection_predict.DetectionPredictor`)."""
+        from medimg.tasks._detection_predict import DetectionPredictor
+
+        return DetectionPredictor(bundle, chain, cfg)
+
+    def outcome(self, record: Any, predictor: Any) -> CaseOutcome:
+        """The record with its box file's path and box count."""
+        path = predictor.out_dir / f"{record.case_id}.json"
+        result = record.result if isinstance(getattr(record, "result", None), dict) else None
+        return CaseOutcome(
+            record.case_id, record.status, path, result, record.error, record.time_s,
+            record.peak_memory_bytes,
+        )  # fmt: skip
+
+    def evaluate(
+        self, cases: Sequence[ResolvedCase], manifest: Manifest, cfg: EvaluateConfig
+    ) -> DetectionReport:
+        """FROC, CPM and mAP over ``cases``; the report (:mod:`._detection_report`)."""
+        from medimg.tasks._detection_report import report
+        from medimg.tasks.engine import options_of
+
+        options = options_of(self, cfg.options, "evaluate")
+        result: DetectionReport = report(cases, detection_classes(manifest, cfg.manifest), cfg,
+                                         options)  # fmt: skip
+        return result
+
+
+TASK = DetectionTask()
+
+
+def train(cfg: DetectionConfig, *, resume: bool = False) -> Any:
+    """Train the detector; keep the best checkpoint by validation CPM.
+
+    Returns a :class:`~medimg.tasks.TrainResult`. Errors as :func:`medimg.tasks.engine.train`.
+    """
+    from medimg.tasks._detection_train import train_detector
+    from medimg.training import training_lock
+
+    with training_lock(cfg.model_dir):
+        return train_detector(TASK, cfg, resume=resume)
+
+
+def predict(cfg: PredictConfig) -> Any:
+    """Predict every case of ``cfg.split``: ``<case>.json`` of world and stored-grid boxes.
+
+    Returns a :class:`~medimg.tasks.PredictResult`; resume, locking and error policy as
+    :func:`medimg.tasks.engine.predict`.
+    """
+    from medimg.tasks._detection_predict import predict_batch
+
+    return predict_batch(TASK, cfg)
+
+
+def evaluate(cfg: EvaluateConfig) -> DetectionReport:
+    """Score ``cfg.predictions_dir`` against the boxes of ``cfg.split``; write the report.
+
+    Raises
+    ------
+    ConfigError
+        When the split has no annotated case (boxes given) or the options are another task's.
+    """
+    from medimg.manifests import load_manifest, resolve_cases
+    from medimg.training import utc_now, write_run_record
+
+    started = utc_now()
+    manifest = load_manifest(cfg.manifest, check_files=False)
+    TASK.check_manifest(manifest, cfg.manifest)
+    cases = [c for c in resolve_cases(manifest, cfg.manifest) if c.split == cfg.split]
+    cases = [c for c in cases if c.boxes is not None]
+    if not cases:
+        raise ConfigError(
+            f"split {cfg.split!r} of {cfg.manifest} must have cases with 'boxes', got none"
+        )
+    result = TASK.evaluate(cases, manifest, cfg)
+    write_run_record(
+        cfg.out_dir, config=cfg, seed=0, started=started, manifest=cfg.manifest,
+        extra={"task": TASK.name, "split": cfg.split, "summary": result.summary},
+    )  # fmt: skip
+    return result
