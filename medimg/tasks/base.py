@@ -306,9 +306,6 @@ class Task(Protocol):
     def predictor(self, bundle: ModelBundle, chain: Any, cfg: PredictConfig) -> Predictor:
         """The task's prediction of one batch with ``bundle``."""
 
-    def outcome(self, record: CaseRecord, predictor: Predictor) -> CaseOutcome:
-        """A batch record as the task reports it."""
-
     def evaluate(self, cases: Sequence[ResolvedCase], manifest: Manifest,
                  cfg: EvaluateConfig) -> Any:  # fmt: skip
         """Score the outputs of ``cases``, write the report into ``cfg.out_dir``; the result."""

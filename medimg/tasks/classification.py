@@ -25,7 +25,7 @@ from medimg.keys import Keys
 from medimg.manifests import Manifest, ResolvedCase
 from medimg.networks import NetworkConfig
 from medimg.networks import Task as NetworkTask
-from medimg.tasks.base import CaseOutcome, EvaluateConfig, PredictConfig, TrainPlan
+from medimg.tasks.base import EvaluateConfig, PredictConfig, TrainPlan
 from medimg.tasks.engine import options_of, write_table
 from medimg.training import TrainConfig, apply_chain, epoch_batches
 from medimg.transforms import AugmentConfig, PreprocessConfig
@@ -383,11 +383,6 @@ class ClassificationTask:
     def predictor(self, bundle: Any, chain: Any, cfg: PredictConfig) -> _Predictor:
         """Probabilities and the called class of each case, into ``<split>.csv``."""
         return _Predictor(bundle, chain, cfg)
-
-    def outcome(self, record: Any, predictor: Any) -> CaseOutcome:
-        """The record with its called class and probabilities."""
-        return CaseOutcome(record.case_id, record.status, None, record.result, record.error,
-                           record.time_s, record.peak_memory_bytes)  # fmt: skip
 
     def evaluate(
         self, cases: Sequence[ResolvedCase], manifest: Manifest, cfg: EvaluateConfig

@@ -184,7 +184,7 @@ def predict(task: Task, cfg: PredictConfig) -> PredictResult:
             is_valid=lambda b: predictor.is_done(cases[b.case_id]),
             fail_fast=cfg.fail_fast, progress=cfg.progress,
         )  # fmt: skip
-        outcomes = tuple(task.outcome(r, predictor) for r in records)
+        outcomes = tuple(_outcome(r, predictor.output(cases[r.case_id])) for r in records)
         main = predictor.finish(records)
         write_run_record(
             cfg.out_dir, config=cfg, seed=0, started=started, manifest=cfg.manifest,
@@ -192,6 +192,14 @@ def predict(task: Task, cfg: PredictConfig) -> PredictResult:
         )  # fmt: skip
     logger.info("predicted %d cases of %s -> %s", len(outcomes), cfg.split, main)
     return PredictResult(cfg.out_dir, main, batch.summary_path, outcomes)
+
+
+def _outcome(record: Any, path: Path | None) -> CaseOutcome:
+    """A batch record as every task reports it, with the case's output file (if any)."""
+    return CaseOutcome(
+        record.case_id, record.status, path, record.result, record.error, record.time_s,
+        record.peak_memory_bytes,
+    )  # fmt: skip
 
 
 def counts(cases: tuple[CaseOutcome, ...]) -> dict[str, int]:

@@ -25,7 +25,6 @@ from medimg.manifests import Manifest, ResolvedCase
 from medimg.networks import NetworkConfig
 from medimg.networks import Task as NetworkTask
 from medimg.tasks.base import (
-    CaseOutcome,
     EvaluateConfig,
     PredictConfig,
     TrainPlan,
@@ -320,13 +319,6 @@ class SegmentationTask:
         from medimg.tasks._segmentation_predict import SegmentationPredictor
 
         return SegmentationPredictor(bundle, chain, cfg)
-
-    def outcome(self, record: Any, predictor: Any) -> CaseOutcome:
-        """The record with its label map's path."""
-        return CaseOutcome(
-            record.case_id, record.status, predictor.out_dir / f"{record.case_id}.nii.gz",
-            None, record.error, record.time_s, record.peak_memory_bytes,
-        )  # fmt: skip
 
     def evaluate(
         self, cases: Sequence[ResolvedCase], manifest: Manifest, cfg: EvaluateConfig
