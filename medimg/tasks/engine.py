@@ -222,10 +222,11 @@ def evaluate(task: Task, cfg: EvaluateConfig) -> Any:
     manifest = load_manifest(cfg.manifest, check_files=False)  # the task reads what it needs
     task.check_manifest(manifest, cfg.manifest)
     cases = [c for c in resolve_cases(manifest, cfg.manifest) if c.split == cfg.split]
-    cases = [c for c in cases if c.label is not None or c.class_index is not None]
+    cases = [c for c in cases if _has_reference(c)]
     if not cases:
         raise ConfigError(
-            f"split {cfg.split!r} of {cfg.manifest} must have labelled cases, got none"
+            f"split {cfg.split!r} of {cfg.manifest} must have labelled cases (a label, class "
+            f"or boxes), got none; choose another --split"
         )
     result = task.evaluate(cases, manifest, cfg)
     write_run_record(
@@ -233,6 +234,11 @@ def evaluate(task: Task, cfg: EvaluateConfig) -> Any:
         extra={"task": task.name, "split": cfg.split, "summary": result.summary},
     )  # fmt: skip
     return result
+
+
+def _has_reference(case: Any) -> bool:
+    """Whether a case has what evaluation scores against: a label map, a class or boxes."""
+    return any(x is not None for x in (case.label, case.class_index, case.boxes))
 
 
 def options_of(task: Task, given: object | None, kind: str) -> Any:

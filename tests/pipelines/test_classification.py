@@ -217,7 +217,7 @@ def test_pipeline_errors(xray: Path, tmp_path: Path) -> None:
     ):
         train(_xr_cfg(seg, tmp_path / "r0"))
     with pytest.raises(
-        ConfigError, match=r"split 'validation' of .* must have labelled cases, got none"
+        ConfigError, match=r"split 'validation' of .* must have labelled cases \(a label, class "
     ):
         evaluate(_xr_cfg(xray, tmp_path / "r1"), split="validation")
     with pytest.raises(

@@ -176,7 +176,9 @@ def test_an_empty_split_is_refused(tmp_path: Path) -> None:
     cfg = EvaluateConfig(manifest=manifest, predictions_dir=tmp_path, out_dir=tmp_path / "ev",
                          split="validation")  # fmt: skip
     with pytest.raises(
-        ConfigError, match=f"^split 'validation' of {manifest} must have labelled cases, got none$"
+        ConfigError,
+        match=f"^split 'validation' of {manifest} must have labelled cases "
+        r"\(a label, class or boxes\), got none; choose another --split$",
     ):
         engine.evaluate(ClassificationTask(), cfg)
 
