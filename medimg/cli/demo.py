@@ -44,12 +44,21 @@ def register(sub: Any) -> None:
         "their original grids, evaluate (Dice, HD95, surface Dice, volumes) and write a report.",
     )
     p.add_argument(
+        "task", nargs="?", choices=("segmentation", "detection"), default="segmentation",
+        help="segmentation (default) or detection: the synthetic chest-CT nodule demo "
+        "(synth ct-det, RetinaNet, FROC and CPM; prints 'CPM 0.xx')",
+    )  # fmt: skip
+    p.add_argument(
         "--out", type=Path, default=Path("medimg-demo"), help="output folder (./medimg-demo)"
     )
     p.add_argument(
-        "--cases", type=positive_int, default=10, help="synthetic cases, 1 in 5 held out"
-    )
-    p.add_argument("--epochs", type=positive_int, default=60, help="training epochs (default: 60)")
+        "--cases", type=positive_int, default=None,
+        help="synthetic cases, 1 in 5 held out (default: segmentation 10, detection 40)",
+    )  # fmt: skip
+    p.add_argument(
+        "--epochs", type=positive_int, default=None,
+        help="training epochs (default: segmentation 60, detection 25 of 100 steps)",
+    )  # fmt: skip
     p.add_argument("--seed", type=non_negative_int, default=0, help="random seed (default: 0)")
     p.add_argument("--device", default="auto", help="auto, cpu or cuda (default: auto)")
     p.add_argument("--progress", action="store_true", help="show a training progress bar")
@@ -83,7 +92,13 @@ def _config(args: argparse.Namespace, manifest: Path) -> Any:
 
 
 def run(args: argparse.Namespace) -> int:
-    """Handle ``medimg demo``."""
+    """Handle ``medimg demo`` and ``medimg demo detection``."""
+    if args.task == "detection":
+        from medimg.cli._demo_detection import run_detection
+
+        return run_detection(args)
+    args.cases = 10 if args.cases is None else args.cases
+    args.epochs = 60 if args.epochs is None else args.epochs
     from medimg.errors import OutputExistsError
     from medimg.manifests import load_manifest
     from medimg.synthetic.datasets import write_ct_segmentation_dataset

@@ -4,7 +4,7 @@
   resampled to ``preprocess.target_spacing_mm``, windowed); its manifest boxes (world RAS+ mm)
   are mapped onto the chain's grid through the chain's record (:mod:`._detection_boxes`:
   exact for nodules, whatever the stored orientation or obliquity). Training crops
-  ``patch_size_vox`` patches, half of them centred on a box.
+  ``patch_size_vox`` patches, 70 % of them near a box.
 * **Network and loss.** :func:`~medimg.networks.build_detector` (ResNet-FPN, ATSS matcher,
   hard-negative sampler), its RetinaNet focal + box-regression loss, through the shared
   :func:`~medimg.training.fit` loop (checkpoints, resume, best-by-validation-CPM).

@@ -8,6 +8,7 @@ the demo.
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import numpy as np
@@ -80,3 +81,18 @@ def test_a_segmentation_manifest_is_refused(tmp_path: Path) -> None:
     cfg = DetectionConfig(manifest=manifest, out_dir=tmp_path / "run")
     with pytest.raises(ConfigError, match="must be a detection manifest"):
         train(cfg)
+
+
+def test_demo_detection_short_run_prints_the_cpm(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from medimg.cli import main
+
+    args = ["demo", "detection", "--out", str(tmp_path), "--cases", "5", "--epochs", "1"]
+    assert main([*args, "--device", "cpu"]) == 0
+    out = capsys.readouterr().out
+    assert re.search(r"^CPM [01]\.\d\d on 1 held-out scans", out, re.MULTILINE), out
+    report = (tmp_path / "report.md").read_text()
+    assert "nodule diameters narrowed to 8-20 mm" in report
+    assert (tmp_path / "run" / "evaluation" / "froc.png").is_file()
+    assert main([*args, "--device", "cpu"]) == 2  # an earlier demo is there
