@@ -20,18 +20,11 @@ def run_train(args: argparse.Namespace) -> int:
     ConfigError
         With ``--resume`` when the model folder holds no run to continue.
     """
-    from medimg.errors import ConfigError
     from medimg.tasks import train
-    from medimg.training import LAST
 
     task = resolve_task(args)
     cfg = build_configs(args, task)
-    if args.resume and not (cfg.model_dir / LAST).is_file():
-        raise ConfigError(
-            f"--resume needs a run to continue, got no {LAST} in {cfg.model_dir}; drop --resume "
-            "to start a new run"
-        )
-    result = train(task, cfg, resume=args.resume)
+    result = train(task, cfg, resume=args.resume, require_run=True)
     fit = result.fit
     best = "n/a" if fit.best_metric is None else f"{fit.best_metric:.4f} (epoch {fit.best_epoch})"
     print(f"trained {fit.epochs_run} epochs; best validation {task.metric} {best}")

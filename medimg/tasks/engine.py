@@ -34,15 +34,21 @@ __all__ = ["evaluate", "predict", "train"]
 logger = logging.getLogger(__name__)
 
 
-def train(task: Task, cfg: TrainSettings, *, resume: bool = False) -> TrainResult:
+def train(
+    task: Task, cfg: TrainSettings, *, resume: bool = False, require_run: bool = False
+) -> TrainResult:
     """Train ``task``'s network on the manifest's training cases; keep the best checkpoint.
+
+    ``resume`` continues the run in ``cfg.model_dir`` when there is one (else starts a new
+    run); with ``require_run`` as well, a folder without a run to continue is refused. That
+    check happens once the folder's lock is held, so a live run is reported as such.
 
     Raises
     ------
     ManifestError
         When the manifest or its files have problems.
     ConfigError
-        When the manifest is not one of ``task``.
+        When the manifest is not one of ``task``, or ``require_run`` finds no run.
     OutputExistsError
         When ``cfg.model_dir`` holds a run and ``resume`` is false.
     OutputLockedError
@@ -52,7 +58,19 @@ def train(task: Task, cfg: TrainSettings, *, resume: bool = False) -> TrainResul
     from medimg.training import training_lock
 
     with training_lock(cfg.model_dir):
+        if resume and require_run:
+            _check_run_to_resume(cfg.model_dir)
         return _train(task, cfg, resume=resume)
+
+
+def _check_run_to_resume(model_dir: Path) -> None:
+    from medimg.training import LAST
+
+    if not (model_dir / LAST).is_file():
+        raise ConfigError(
+            f"--resume needs a run to continue, got no {LAST} in {model_dir}; drop --resume "
+            "to start a new run"
+        )
 
 
 def _train(task: Task, cfg: TrainSettings, *, resume: bool) -> TrainResult:
