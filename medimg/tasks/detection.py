@@ -13,11 +13,11 @@
 * **Evaluation.** FROC at 1/8 .. 8 false positives per scan, CPM and mAP at IoU 0.1 over the
   split: ``summary.json``, ``cases.csv``, ``froc.png``, slices with boxes, ``report.md``.
 
-The shared engines of :mod:`medimg.tasks.engine` build a :class:`~medimg.networks.NetworkConfig`
-network and read labelled cases as label maps or classes, which a detector and box
-annotations are not; :func:`train`, :func:`predict` and :func:`evaluate` here run the same
-steps with the same pieces (:func:`~medimg.training.fit`, the model record,
-:func:`~medimg.inference.run_batch`, the run record) and take the engines' stage configs.
+The shared training and prediction engines of :mod:`medimg.tasks.engine` build a
+:class:`~medimg.networks.NetworkConfig` network, which a detector is not; :func:`train` and
+:func:`predict` here run the same steps with the same pieces (:func:`~medimg.training.fit`,
+the model record, :func:`~medimg.inference.run_batch`, the run record) and take the engines'
+stage configs; :func:`evaluate` is the shared engine's.
 """
 
 from __future__ import annotations
@@ -278,26 +278,9 @@ def predict(cfg: PredictConfig) -> Any:
 def evaluate(cfg: EvaluateConfig) -> DetectionReport:
     """Score ``cfg.predictions_dir`` against the boxes of ``cfg.split``; write the report.
 
-    Raises
-    ------
-    ConfigError
-        When the split has no annotated case (boxes given) or the options are another task's.
+    The shared :func:`medimg.tasks.engine.evaluate` with this task (errors included).
     """
-    from medimg.manifests import load_manifest, resolve_cases
-    from medimg.training import utc_now, write_run_record
+    from medimg.tasks.engine import evaluate as evaluate_task
 
-    started = utc_now()
-    manifest = load_manifest(cfg.manifest, check_files=False)
-    TASK.check_manifest(manifest, cfg.manifest)
-    cases = [c for c in resolve_cases(manifest, cfg.manifest) if c.split == cfg.split]
-    cases = [c for c in cases if c.boxes is not None]
-    if not cases:
-        raise ConfigError(
-            f"split {cfg.split!r} of {cfg.manifest} must have cases with 'boxes', got none"
-        )
-    result = TASK.evaluate(cases, manifest, cfg)
-    write_run_record(
-        cfg.out_dir, config=cfg, seed=0, started=started, manifest=cfg.manifest,
-        extra={"task": TASK.name, "split": cfg.split, "summary": result.summary},
-    )  # fmt: skip
-    return result
+    report: DetectionReport = evaluate_task(TASK, cfg)
+    return report
