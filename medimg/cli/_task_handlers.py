@@ -87,8 +87,15 @@ def _print_classification(result: Any) -> None:
     print(f"  confusion (rows true, columns predicted): {[list(r) for r in s.confusion]}")
 
 
+def _print_detection(result: Any) -> None:
+    s = result.summary  # None for a score that is not defined (no lesion, no detection)
+    cpm, ap = ("n/a" if v is None else f"{v:.4f}" for v in (s["cpm"], s["map"]))
+    print(f"CPM {cpm}, mAP@{s['map_iou']:g} {ap} over {s['n_scans']} scans")
+
+
 _PRINTERS: dict[str, Callable[[Any], None]] = {
     "segmentation": _print_segmentation,
     "classification": _print_classification,
+    "detection": _print_detection,
 }
 """A task's summary lines after ``medimg evaluate`` (a task without one prints the folder)."""

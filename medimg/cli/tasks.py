@@ -46,7 +46,7 @@ _TRAIN = {
     "seed": _opt("config", "seed"),
     "network": _opt("config", "network"),
     "features": _opt("config", "base_features"),
-    "roi": _opt("config", "roi_size_vox", "input_size_vox"),
+    "roi": _opt("config", "roi_size_vox", "input_size_vox", "patch_size_vox"),
     "batch_size": _opt("config", "batch_size"),
     "loss": _opt("config", "loss"),
     "width_factor": _opt("config", "width_factor"),
@@ -209,7 +209,8 @@ def _train_options(p: argparse.ArgumentParser) -> None:
         nargs="+",
         default=None,
         metavar="N",
-        help="segmentation: patch size X Y Z; classification: pad/crop every image to this size",
+        help="segmentation and detection: patch size X Y Z; classification: pad/crop every "
+        "image to this size",
     )
     a("--batch-size", type=int, default=None, help="samples per optimizer step (>= 1)")
     a("--epochs", type=int, default=None, help="training epochs")
@@ -283,16 +284,17 @@ def register(sub: Any) -> None:
     train = _parser(
         sub, "train", help="train a network for the manifest's task",
         description="Validate the manifest, preprocess with the modality's chain, train and "
-        "keep the best checkpoint by the task's validation metric (Dice, AUC) in OUT/model. "
+        "keep the best checkpoint by the task's validation metric (Dice, AUC, CPM) in OUT/model. "
         "An option of another task is an error.",
     )  # fmt: skip
     _train_options(train)
     train.set_defaults(handler=handlers.run_train)
     predict = _parser(
         sub, "predict", help="predict a split with a trained model (label maps, class "
-        "probabilities)",
+        "probabilities, boxes)",
         description="Segmentation: <case>.nii.gz on each image's stored grid; classification: "
-        "<split>.csv; with summary.json (per case: status, time, peak memory, error, resume "
+        "<split>.csv; detection: <case>.json (boxes in world mm and stored-grid voxels); with "
+        "summary.json (per case: status, time, peak memory, error, resume "
         "key; rewritten after every case) and run.json beside them. A case is skipped unless "
         "--force only when it was done with the same model (checkpoint SHA-256), "
         "preprocessing, inference settings and input file contents, and its output is "
@@ -303,13 +305,18 @@ def register(sub: Any) -> None:
     _predict_options(predict)
     predict.set_defaults(handler=handlers.run_predict)
     evaluate = _parser(
-        sub, "evaluate", help="score predictions (Dice, HD95, ... or AUC, accuracy, ...)",
-        description="Score OUT/predictions against the manifest's references of --split and "
-        "write the report (cases.csv, summary.json, figures) under OUT/evaluation.",
+        sub, "evaluate", help="score predictions (Dice, HD95, ...; AUC, accuracy, ...; FROC, "
+        "CPM, mAP)",
+        description="Score OUT/predictions (or --predictions) against the manifest's references "
+        "of --split and write the report (cases.csv, summary.json, figures) under "
+        "OUT/evaluation.",
     )  # fmt: skip
     evaluate.add_argument("--split", default=None, help="manifest split")
     evaluate.add_argument("--tolerance-mm", type=float, default=None,
                           help="surface Dice tolerance")  # fmt: skip
+    evaluate.add_argument("--predictions", type=Path, default=None, metavar="DIR",
+                          help="prediction folder (default: --out/predictions; the --out of "
+                          "medimg predict --model)")  # fmt: skip
     evaluate.add_argument("--force", action="store_true", help="overwrite an existing report")
     evaluate.set_defaults(handler=handlers.run_evaluate)
 
@@ -322,7 +329,7 @@ def resolve_task(args: argparse.Namespace) -> Any:
     ManifestError
         When the manifest cannot be read as JSON (with ``--task auto``).
     ConfigError
-        When the task has no engine yet (detection) or is no task.
+        When the task has no engine yet or is no task.
     """
     from medimg.manifests import task_of
     from medimg.manifests.load import read_manifest_json
@@ -331,6 +338,13 @@ def resolve_task(args: argparse.Namespace) -> Any:
     if args.task != "auto":
         return task_for(args.task)
     return task_for(task_of(read_manifest_json(args.manifest)), manifest=args.manifest)
+
+
+def _given(task: Any, name: str, cls: type[Any], values: dict[str, Any]) -> Any:
+    """The task config's default ``name`` (a ``cls``) with the given fields replaced."""
+    default = _field_default(next(f for f in dataclasses.fields(task.train_config)
+                                  if f.name == name))  # fmt: skip
+    return dataclasses.replace(default if isinstance(default, cls) else cls(), **values)
 
 
 def build_configs(args: argparse.Namespace, task: Any) -> Any:
@@ -351,9 +365,10 @@ def build_configs(args: argparse.Namespace, task: Any) -> Any:
         from medimg.training import TrainConfig
         from medimg.transforms import PreprocessConfig
 
-        config = stages["config"] | {"train": TrainConfig(**stages["fit"])}
+        config = stages["config"] | {"train": _given(task, "train", TrainConfig, stages["fit"])}
         if stages["preprocess"]:
-            config["preprocess"] = PreprocessConfig(**stages["preprocess"])
+            config["preprocess"] = _given(task, "preprocess", PreprocessConfig,
+                                          stages["preprocess"])  # fmt: skip
         if args.no_augment:
             config["augment"] = None
         return task.train_config(manifest=args.manifest, out_dir=args.out, **config)
@@ -367,7 +382,8 @@ def build_configs(args: argparse.Namespace, task: Any) -> Any:
             options=task.predict_options(**stages["predict_options"]), **stages["predict"],
         )  # fmt: skip
     cfg = EvaluateConfig(
-        manifest=args.manifest, predictions_dir=args.out / "predictions", out_dir=args.out,
+        manifest=args.manifest, out_dir=args.out,
+        predictions_dir=args.out / "predictions" if args.predictions is None else args.predictions,
         overwrite=args.force, options=task.evaluate_options(**stages["evaluate_options"]),
         **stages["evaluate"],
     )  # fmt: skip

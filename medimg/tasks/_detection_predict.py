@@ -1,4 +1,4 @@
-"""Detection prediction: one case's boxes as ``<case>.json``, and the batch stage.
+"""Detection prediction: one case's boxes as ``<case>.json`` (the shared engine runs the batch).
 
 Each box is written in world RAS+ mm (``center_mm``, ``size_mm``) and in voxels of the image's
 stored grid (``center_vox``, ``size_vox``, ``min_vox``, ``max_vox``; voxel ``k``'s centre at
@@ -25,7 +25,7 @@ from medimg.tasks._detection_boxes import map_boxes, world_centre_size
 from medimg.tasks.base import PredictConfig
 from medimg.training import apply_chain
 
-__all__ = ["FRAME", "DetectionPredictor", "case_document", "predict_batch"]
+__all__ = ["FRAME", "DetectionPredictor", "case_document"]
 
 logger = logging.getLogger(__name__)
 
@@ -126,46 +126,3 @@ class DetectionPredictor:
 
     def finish(self, records: Sequence[Any]) -> Path:
         return self.out_dir
-
-
-def predict_batch(task: Any, cfg: PredictConfig) -> Any:
-    """The prediction stage of :func:`medimg.tasks.detection.predict`."""
-    from medimg.errors import ConfigError
-    from medimg.inference import BatchCase, BatchModel, PredictionBatch, run_batch
-    from medimg.manifests import load_manifest, resolve_cases
-    from medimg.modality import Modality
-    from medimg.tasks._detection_train import load_detector
-    from medimg.tasks.base import PredictResult
-    from medimg.training import utc_now, write_run_record
-    from medimg.transforms import preprocessing_for
-    from medimg.transforms.cache import chain_key
-
-    started = utc_now()
-    bundle = load_detector(cfg.model_dir)
-    manifest = load_manifest(cfg.manifest, check_files=cfg.fail_fast)
-    task.check_manifest(manifest, cfg.manifest)
-    cases = {c.case_id: c for c in resolve_cases(manifest, cfg.manifest) if c.split == cfg.split}
-    if not cases:
-        raise ConfigError(f"split {cfg.split!r} of {cfg.manifest} must have cases to predict, "
-                          "got none; choose another --split")  # fmt: skip
-    chain = preprocessing_for(bundle.modality, bundle.preprocess, bundle.fingerprint)
-    predictor = DetectionPredictor(bundle, chain, cfg)
-    key = chain_key(Modality(bundle.modality), bundle.preprocess, bundle.fingerprint)
-    model = BatchModel(bundle.checkpoint_sha256, key, predictor.settings)
-    work = [BatchCase(c.case_id, c.images, predictor.output(c)) for c in cases.values()]
-    header = {"task": task.name, "split": cfg.split, "model_dir": str(cfg.model_dir),
-              "settings": dict(predictor.settings)}  # fmt: skip
-    with PredictionBatch(cfg.out_dir, header=header, summary_name=predictor.summary_name,
-                         overwrite=cfg.overwrite) as batch:  # fmt: skip
-        records = run_batch(
-            batch, work, model, lambda b: predictor.run(cases[b.case_id], b),
-            is_valid=lambda b: predictor.is_done(cases[b.case_id]),
-            fail_fast=cfg.fail_fast, progress=cfg.progress,
-        )  # fmt: skip
-        outcomes = tuple(task.outcome(r, predictor) for r in records)
-        extra = {"task": task.name, "split": cfg.split, "cases": outcomes}
-        write_run_record(
-            cfg.out_dir, config=cfg, seed=0, started=started, manifest=cfg.manifest, extra=extra
-        )
-    logger.info("predicted %d cases of %s -> %s", len(outcomes), cfg.split, cfg.out_dir)
-    return PredictResult(cfg.out_dir, cfg.out_dir, batch.summary_path, outcomes)

@@ -1,4 +1,4 @@
-"""Detection training: samples with grid boxes, crops, the loss through ``fit``, the model record.
+"""Detection training: samples with grid boxes, crops, the loss, the plan; the model loader.
 
 :func:`~medimg.training.fit` calls ``loss(model(inputs), target)``; RetinaNet computes its
 loss from the images and the boxes together, so the trained module passes the images through
@@ -8,29 +8,28 @@ loss from the images and the boxes together, so the trained module passes the im
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
 from numpy.typing import NDArray
 
-from medimg.errors import CheckpointError, ConfigError
+from medimg.errors import ConfigError
 from medimg.keys import Keys
-from medimg.manifests import ResolvedCase
+from medimg.manifests import Manifest, ResolvedCase
 from medimg.networks import DetectorConfig, build_detector, detect, detection_loss
 from medimg.tasks._detection_boxes import boxes_to_grid, map_boxes
-from medimg.tasks.base import TrainResult
+from medimg.tasks.base import TrainPlan
 from medimg.training import apply_chain
 
 if TYPE_CHECKING:
-    from medimg.tasks.detection import DetectionConfig, DetectionTask
+    from medimg.tasks.detection import DetectionConfig
 
-__all__ = ["DetectorModule", "load_detector", "train_detector"]
+__all__ = ["DetectorModule", "load_detector", "plan_detector"]
 
 logger = logging.getLogger(__name__)
 
@@ -164,59 +163,25 @@ def validator(data: list[dict[str, Any]], classes: Sequence[str]) -> Any:
     return validate
 
 
-def train_detector(task: DetectionTask, cfg: DetectionConfig, *, resume: bool) -> TrainResult:
-    """The training stage (the caller holds the model folder's lock)."""
-    from medimg.evaluation import save_training_curves
-    from medimg.fingerprint import load_or_compute_fingerprint
-    from medimg.manifests import load_manifest, resolve_cases
+def plan_detector(
+    cfg: DetectionConfig, manifest: Manifest, chain: Any,
+    split: tuple[Sequence[ResolvedCase], Sequence[ResolvedCase]],
+) -> TrainPlan:  # fmt: skip
+    """The detector (classes and channels from the manifest), its loss, crops, validation CPM."""
     from medimg.tasks.detection import detection_classes
-    from medimg.training import (
-        BEST,
-        LAST,
-        fit,
-        save_model_bundle,
-        seed_everything,
-        split_cases,
-        utc_now,
-        write_run_record,
-    )  # fmt: skip
-    from medimg.transforms import preprocessing_for
 
-    started = utc_now()
-    seed_everything(cfg.seed)
-    manifest = load_manifest(cfg.manifest)
     classes = detection_classes(manifest, cfg.manifest)
-    fingerprint = load_or_compute_fingerprint(cfg.manifest, seed=cfg.seed)
-    modality = manifest.channels[0].modality
-    chain = preprocessing_for(modality, cfg.preprocess, fingerprint)
-    split = split_cases(
-        resolve_cases(manifest, cfg.manifest), fraction=cfg.validation_fraction, seed=cfg.seed
-    )
     det_cfg = replace(cfg.detector, num_classes=len(classes), in_channels=len(manifest.channels))
     train_data, val_data = samples(chain, split[0], classes), samples(chain, split[1], classes)
     module = DetectorModule(det_cfg, seed=cfg.seed)
-    result = fit(
-        module, module.loss, batches_of(cfg, train_data), cfg.train, out_dir=cfg.model_dir,
-        validate=validator(val_data, classes) if val_data else None, resume=resume, lock=False,
-    )  # fmt: skip
-    checkpoint = cfg.model_dir / (BEST if BEST in result.checkpoints else LAST)
-    save_model_bundle(
-        cfg.model_dir, network=cast(Any, det_cfg), preprocess=cfg.preprocess,
-        modality=modality.value, outputs=dict(enumerate(classes)), fingerprint=fingerprint,
-        checkpoint=checkpoint.name,
-    )  # fmt: skip
-    save_training_curves(dict(result.history), cfg.model_dir / "curves.png", overwrite=True)
-    cases = {"train": [c.case_id for c in split[0]], "validation": [c.case_id for c in split[1]]}
-    write_run_record(
-        cfg.model_dir, config=cfg, seed=cfg.seed, started=started, manifest=cfg.manifest,
-        extra={"task": task.name, "fit": result, "cases": cases,
-               "fingerprint": json.loads(fingerprint.to_json())},
-    )  # fmt: skip
-    return TrainResult(
-        model_dir=cfg.model_dir, checkpoint=checkpoint,
-        checkpoint_sha256=result.checkpoints[checkpoint.name], fit=result,
-        train_cases=tuple(cases["train"]), validation_cases=tuple(cases["validation"]),
-    )  # fmt: skip
+    return TrainPlan(
+        network=det_cfg,
+        model=module,
+        loss=module.loss,
+        batches=batches_of(cfg, train_data),
+        validate=validator(val_data, classes) if val_data else None,
+        outputs=dict(enumerate(classes)),
+    )
 
 
 def load_detector(model_dir: Path) -> Any:
@@ -232,37 +197,14 @@ def load_detector(model_dir: Path) -> Any:
     CheckpointError
         For a damaged record or weights (as :func:`~medimg.training.load_model_bundle`).
     """
-    from medimg.training import MODEL_RECORD, ModelBundle, load_checkpoint
-    from medimg.training.bundle import _fingerprint, _inside, _read_record, _settings
-    from medimg.transforms import PreprocessConfig
+    from medimg.training import MODEL_RECORD, load_model_bundle
+    from medimg.training.bundle import read_model_record
 
-    folder = Path(model_dir)
-    path = folder / MODEL_RECORD
-    if not path.is_file():
+    network = read_model_record(model_dir)["network"]
+    if "anchor_shapes_vox" not in network:
         raise ConfigError(
-            f"model folder must hold {MODEL_RECORD}, got none in {folder}; train first"
+            f"{Path(model_dir) / MODEL_RECORD} must be a detection model, got a "
+            f"{network.get('name', '?')!r} network; predict with the task it was trained for, "
+            "or train a detector"
         )
-    record = _read_record(path)
-    if "anchor_shapes_vox" not in record["network"]:
-        raise ConfigError(
-            f"{path} must be a detection model, got a {record['network'].get('name', '?')!r} "
-            "network; predict with the task it was trained for, or train a detector"
-        )
-    net = _settings(DetectorConfig, record["network"], path, "network")
-    preprocess = _settings(PreprocessConfig, record["preprocess"], path, "preprocess")
-    checkpoint = _inside(folder, record["checkpoint"], path, "checkpoint")
-    state = load_checkpoint(checkpoint, sha256=record["checkpoint_sha256"])
-    module = DetectorModule(net)
-    try:
-        module.load_state_dict(state["model"])
-    except (RuntimeError, KeyError, TypeError) as exc:
-        raise CheckpointError(
-            f"checkpoint {checkpoint} does not fit the detector of {path} ({str(exc)[:200]}); "
-            "train again or restore the folder"
-        ) from None
-    return ModelBundle(
-        model=module.eval(), network=cast(Any, net), preprocess=preprocess,
-        modality=record["modality"], outputs={int(k): v for k, v in record["outputs"].items()},
-        fingerprint=_fingerprint(folder, record, path),
-        checkpoint_sha256=record["checkpoint_sha256"],
-    )  # fmt: skip
+    return load_model_bundle(model_dir, network_type=DetectorConfig, build=DetectorModule)

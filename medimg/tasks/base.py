@@ -1,8 +1,9 @@
 """The task protocol and the per-stage configs and results the engines share.
 
-A *task* (segmentation, classification; detection later) says what differs between problems:
-which manifests it takes, how its training samples, network head and loss are built, how one
-case is predicted and written, when an output is done, and how outputs are scored. The engines
+A *task* (segmentation, classification, detection) says what differs between problems:
+which manifests it takes, how its training samples, network and loss are built, how its model
+folder is loaded, how one case is predicted and written, when an output is done, and how
+outputs are scored. The engines
 of :mod:`medimg.tasks.engine` do the rest the same way for every task: split, fit, checkpoint
 choice and model record; batch prediction with one error policy
 (:data:`~medimg.inference.CASE_ERRORS`), resume keys, progress and per-case summary; evaluation
@@ -31,7 +32,7 @@ if TYPE_CHECKING:
     from medimg.fingerprint import Fingerprint
     from medimg.inference import BatchCase, CaseRecord
     from medimg.manifests import Manifest, ResolvedCase
-    from medimg.networks import NetworkConfig
+    from medimg.networks import DetectorConfig, NetworkConfig
     from medimg.training import FitResult, ModelBundle, TrainConfig
     from medimg.transforms import AugmentConfig, PreprocessConfig
 
@@ -181,11 +182,16 @@ class TrainSettings(Protocol):
 class TrainPlan:
     """What a task hands the training engine: network, loss, batches, validation, record.
 
-    ``head`` is the task's typed part of the model record (``None`` when it has none);
-    ``record`` adds JSON-ready fields to the training ``run.json``.
+    ``network`` is the settings dataclass the model is rebuilt from (written as the model
+    record's ``network``: a :class:`~medimg.networks.NetworkConfig`, or detection's
+    :class:`~medimg.networks.DetectorConfig`); ``model`` the module built from it, which
+    :func:`~medimg.training.fit` trains (``loss`` may be one of its methods). ``head`` is the
+    task's typed part of the model record (``None`` when it has none); ``record`` adds
+    JSON-ready fields to the training ``run.json``.
     """
 
-    network: NetworkConfig
+    network: NetworkConfig | DetectorConfig
+    model: torch.nn.Module
     loss: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
     batches: Callable[[int], Any]
     validate: Callable[[torch.nn.Module, torch.device], float] | None
@@ -265,9 +271,9 @@ class Task(Protocol):
     Attributes
     ----------
     name : str
-        ``"segmentation"``, ``"classification"``.
+        ``"segmentation"``, ``"classification"``, ``"detection"``.
     metric : str
-        Name of the validation metric training maximises (``Dice``, ``AUC``).
+        Name of the validation metric training maximises (``Dice``, ``AUC``, ``CPM``).
     head_type : type or None
         The typed head of its model record (:func:`~medimg.training.load_model_bundle`).
     train_config : type
@@ -302,6 +308,13 @@ class Task(Protocol):
         split: tuple[Sequence[ResolvedCase], Sequence[ResolvedCase]],
     ) -> TrainPlan:
         """Samples (through ``chain``), network, loss and validation of ``cfg`` on ``split``."""
+
+    def load_model(self, model_dir: Path) -> ModelBundle:
+        """The model folder's verified network (evaluation mode, CPU) for :meth:`predictor`.
+
+        Raises :class:`ConfigError` for a folder without ``model.json`` or of another task,
+        :class:`~medimg.errors.CheckpointError` for a damaged one.
+        """
 
     def predictor(self, bundle: ModelBundle, chain: Any, cfg: PredictConfig) -> Predictor:
         """The task's prediction of one batch with ``bundle``."""

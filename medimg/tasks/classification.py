@@ -23,11 +23,11 @@ import numpy as np
 from medimg.errors import ConfigError
 from medimg.keys import Keys
 from medimg.manifests import Manifest, ResolvedCase
-from medimg.networks import NetworkConfig
+from medimg.networks import NetworkConfig, build_network
 from medimg.networks import Task as NetworkTask
 from medimg.tasks.base import EvaluateConfig, PredictConfig, TrainPlan
 from medimg.tasks.engine import options_of, write_table
-from medimg.training import TrainConfig, apply_chain, epoch_batches
+from medimg.training import TrainConfig, apply_chain, epoch_batches, load_model_bundle
 from medimg.transforms import AugmentConfig, PreprocessConfig
 
 __all__ = [
@@ -378,7 +378,12 @@ class ClassificationTask:
             outputs=dict(enumerate(classes)),
             head=ClassificationHead(multi_label=cfg.multi_label, input_size_vox=cfg.input_size_vox),
             record={"class_counts": counts, "class_weights": weights},
+            model=build_network(net_cfg),
         )
+
+    def load_model(self, model_dir: Path) -> Any:
+        """The folder's network with its verified weights (and head): ``load_model_bundle``."""
+        return load_model_bundle(model_dir, head_type=self.head_type)
 
     def predictor(self, bundle: Any, chain: Any, cfg: PredictConfig) -> _Predictor:
         """Probabilities and the called class of each case, into ``<split>.csv``."""

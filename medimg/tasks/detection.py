@@ -6,18 +6,17 @@
   exact for nodules, whatever the stored orientation or obliquity). Training crops
   ``patch_size_vox`` patches, 70 % of them near a box.
 * **Network and loss.** :func:`~medimg.networks.build_detector` (ResNet-FPN, ATSS matcher,
-  hard-negative sampler), its RetinaNet focal + box-regression loss, through the shared
-  :func:`~medimg.training.fit` loop (checkpoints, resume, best-by-validation-CPM).
+  hard-negative sampler) and its RetinaNet focal + box-regression loss, handed to the shared
+  training engine as a :class:`~medimg.tasks.TrainPlan` (checkpoints, resume,
+  best-by-validation-CPM; the :class:`~medimg.networks.DetectorConfig` is the model record's
+  ``network``).
 * **Prediction.** ``<case>.json`` per case: every box's score, class, world centre and size
   (mm, RAS+) and its box in voxels of the image's *stored* grid; resume keys as every task's.
 * **Evaluation.** FROC at 1/8 .. 8 false positives per scan, CPM and mAP at IoU 0.1 over the
   split: ``summary.json``, ``cases.csv``, ``froc.png``, slices with boxes, ``report.md``.
 
-The shared training and prediction engines of :mod:`medimg.tasks.engine` build a
-:class:`~medimg.networks.NetworkConfig` network, which a detector is not; :func:`train` and
-:func:`predict` here run the same steps with the same pieces (:func:`~medimg.training.fit`,
-the model record, :func:`~medimg.inference.run_batch`, the run record) and take the engines'
-stage configs; :func:`evaluate` is the shared engine's.
+:func:`train`, :func:`predict` and :func:`evaluate` are the shared engines of
+:mod:`medimg.tasks.engine` with this task (as ``medimg train/predict/evaluate`` run them).
 """
 
 from __future__ import annotations
@@ -30,7 +29,7 @@ from typing import Any
 from medimg.errors import ConfigError
 from medimg.manifests import Manifest, ResolvedCase
 from medimg.networks import DetectorConfig
-from medimg.tasks.base import CaseOutcome, EvaluateConfig, PredictConfig, resolve_model_dir
+from medimg.tasks.base import EvaluateConfig, PredictConfig, TrainPlan, resolve_model_dir
 from medimg.training import TrainConfig
 from medimg.transforms import AugmentConfig, PreprocessConfig
 
@@ -207,34 +206,24 @@ class DetectionTask:
         """Detection needs a detection manifest with declared classes."""
         detection_classes(manifest, path)
 
-    def plan_training(self, cfg: Any, manifest: Manifest, fingerprint: Any, chain: Any,
-                      split: Any) -> Any:  # fmt: skip
-        """Refused: a detector is no :class:`~medimg.networks.NetworkConfig` network.
+    def plan_training(self, cfg: DetectionConfig, manifest: Manifest, fingerprint: Any,
+                      chain: Any, split: Any) -> TrainPlan:  # fmt: skip
+        """Seeded crops (70 % near a box), RetinaNet's loss, validation CPM of whole scans."""
+        from medimg.tasks._detection_train import plan_detector
 
-        Raises
-        ------
-        ConfigError
-            Always; train with :func:`medimg.tasks.detection.train` (module notes).
-        """
-        raise ConfigError(
-            f"{cfg.manifest}: the detection task trains with medimg.tasks.detection.train "
-            "(pipelines.detection.train), not the shared engine's train"
-        )
+        return plan_detector(cfg, manifest, chain, split)
+
+    def load_model(self, model_dir: Path) -> Any:
+        """The trained detector (:func:`._detection_train.load_detector`)."""
+        from medimg.tasks._detection_train import load_detector
+
+        return load_detector(model_dir)
 
     def predictor(self, bundle: Any, chain: Any, cfg: PredictConfig) -> Any:
         """Boxes per case as ``<case>.json`` (:class:`._detection_predict.DetectionPredictor`)."""
         from medimg.tasks._detection_predict import DetectionPredictor
 
         return DetectionPredictor(bundle, chain, cfg)
-
-    def outcome(self, record: Any, predictor: Any) -> CaseOutcome:
-        """The record with its box file's path and box count."""
-        path = predictor.out_dir / f"{record.case_id}.json"
-        result = record.result if isinstance(getattr(record, "result", None), dict) else None
-        return CaseOutcome(
-            record.case_id, record.status, path, result, record.error, record.time_s,
-            record.peak_memory_bytes,
-        )  # fmt: skip
 
     def evaluate(
         self, cases: Sequence[ResolvedCase], manifest: Manifest, cfg: EvaluateConfig
@@ -255,24 +244,23 @@ TASK = DetectionTask()
 def train(cfg: DetectionConfig, *, resume: bool = False) -> Any:
     """Train the detector; keep the best checkpoint by validation CPM.
 
-    Returns a :class:`~medimg.tasks.TrainResult`. Errors as :func:`medimg.tasks.engine.train`.
+    The shared :func:`medimg.tasks.engine.train` with this task (errors included); returns a
+    :class:`~medimg.tasks.TrainResult`.
     """
-    from medimg.tasks._detection_train import train_detector
-    from medimg.training import training_lock
+    from medimg.tasks.engine import train as train_task
 
-    with training_lock(cfg.model_dir):
-        return train_detector(TASK, cfg, resume=resume)
+    return train_task(TASK, cfg, resume=resume)
 
 
 def predict(cfg: PredictConfig) -> Any:
     """Predict every case of ``cfg.split``: ``<case>.json`` of world and stored-grid boxes.
 
-    Returns a :class:`~medimg.tasks.PredictResult`; resume, locking and error policy as
-    :func:`medimg.tasks.engine.predict`.
+    The shared :func:`medimg.tasks.engine.predict` with this task (resume, locking, error
+    policy); returns a :class:`~medimg.tasks.PredictResult` whose ``path`` is the folder.
     """
-    from medimg.tasks._detection_predict import predict_batch
+    from medimg.tasks.engine import predict as predict_task
 
-    return predict_batch(TASK, cfg)
+    return predict_task(TASK, cfg)
 
 
 def evaluate(cfg: EvaluateConfig) -> DetectionReport:

@@ -4,8 +4,9 @@
   the modality's one chain, split, the task's :class:`~medimg.tasks.TrainPlan`,
   :func:`~medimg.training.fit`, best (else last) checkpoint, the model record with the task's
   typed head, training curves and ``run.json``.
-* :func:`predict` -- the model folder's bundle and chain, the split's cases, and one batch
-  through :func:`~medimg.inference.run_batch` into a locked folder: one error policy for every
+* :func:`predict` -- the model folder's bundle (the task's ``load_model``) and chain, the
+  split's cases, and one batch through :func:`~medimg.inference.run_batch` into a locked
+  folder: one error policy for every
   task (:data:`~medimg.inference.CASE_ERRORS`), resume keys, progress, ``summary.json``
   after every case, ``run.json``.
 * :func:`evaluate` -- the split's labelled cases scored by the task, with ``run.json``.
@@ -77,7 +78,6 @@ def _train(task: Task, cfg: TrainSettings, *, resume: bool) -> TrainResult:
     from medimg.evaluation import save_training_curves
     from medimg.fingerprint import load_or_compute_fingerprint
     from medimg.manifests import load_manifest, resolve_cases
-    from medimg.networks import build_network
     from medimg.training import (
         BEST,
         LAST,
@@ -102,7 +102,7 @@ def _train(task: Task, cfg: TrainSettings, *, resume: bool) -> TrainResult:
     )
     plan = task.plan_training(cfg, manifest, fingerprint, chain, split)
     result = fit(
-        build_network(plan.network), plan.loss, plan.batches, cfg.train, out_dir=cfg.model_dir,
+        plan.model, plan.loss, plan.batches, cfg.train, out_dir=cfg.model_dir,
         validate=plan.validate, resume=resume, lock=False,
     )  # fmt: skip
     checkpoint = cfg.model_dir / (BEST if BEST in result.checkpoints else LAST)
@@ -165,12 +165,12 @@ def predict(task: Task, cfg: PredictConfig) -> PredictResult:
     from medimg.inference import BatchCase, BatchModel, PredictionBatch, run_batch
     from medimg.manifests import load_manifest, resolve_cases
     from medimg.modality import Modality
-    from medimg.training import load_model_bundle, utc_now, write_run_record
+    from medimg.training import utc_now, write_run_record
     from medimg.transforms import preprocessing_for
     from medimg.transforms.cache import chain_key
 
     started = utc_now()
-    bundle = load_model_bundle(cfg.model_dir, head_type=task.head_type)
+    bundle = task.load_model(cfg.model_dir)
     manifest = load_manifest(cfg.manifest, check_files=cfg.fail_fast)
     task.check_manifest(manifest, cfg.manifest)
     cases = {c.case_id: c for c in resolve_cases(manifest, cfg.manifest) if c.split == cfg.split}

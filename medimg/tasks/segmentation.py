@@ -22,7 +22,7 @@ import numpy as np
 from medimg.errors import ConfigError, GeometryError
 from medimg.keys import Keys
 from medimg.manifests import Manifest, ResolvedCase
-from medimg.networks import NetworkConfig
+from medimg.networks import NetworkConfig, build_network
 from medimg.networks import Task as NetworkTask
 from medimg.tasks.base import (
     EvaluateConfig,
@@ -37,6 +37,7 @@ from medimg.training import (
     apply_chain,
     epoch_batches,
     label_balanced_crop,
+    load_model_bundle,
 )
 from medimg.transforms import AugmentConfig, PreprocessConfig
 
@@ -312,7 +313,12 @@ class SegmentationTask:
             batches=batches,
             validate=_validator(cfg, net_cfg, val_samples) if val_samples else None,
             outputs=labels,
+            model=build_network(net_cfg),
         )
+
+    def load_model(self, model_dir: Path) -> Any:
+        """The folder's network with its verified weights (and head): ``load_model_bundle``."""
+        return load_model_bundle(model_dir, head_type=self.head_type)
 
     def predictor(self, bundle: Any, chain: Any, cfg: PredictConfig) -> Any:
         """Label maps onto each image's stored grid, streamed slab by slab."""

@@ -7,7 +7,8 @@ dataset fingerprint, which sits beside it in ``fingerprint.json``, and the task'
 folders keep it in ``classifier.json``, read through the same checks). :func:`load_model_bundle`
 checks every key and type of ``model.json`` (a hand-edited or damaged record is refused naming
 the key, never half-used), rebuilds the network, verifies both digests and loads the weights
-with ``weights_only=True``.
+with ``weights_only=True`` (detection passes its :class:`~medimg.networks.DetectorConfig`
+and builder); :func:`read_model_record` is the checked record alone, to tell a folder's task.
 """
 
 from __future__ import annotations
@@ -18,14 +19,14 @@ import logging
 import re
 import types
 import typing
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from medimg.errors import CheckpointError, ConfigError, FingerprintError
 from medimg.evaluation.report import write_json
-from medimg.networks import NetworkConfig, build_network
+from medimg.networks import DetectorConfig, NetworkConfig, build_network
 from medimg.training.checkpoint import load_checkpoint, sha256_file
 from medimg.training.record import to_jsonable
 from medimg.typing import PathLike
@@ -36,7 +37,13 @@ if TYPE_CHECKING:
     from medimg.fingerprint import Fingerprint
     from medimg.transforms import PreprocessConfig
 
-__all__ = ["MODEL_RECORD", "ModelBundle", "load_model_bundle", "save_model_bundle"]
+__all__ = [
+    "MODEL_RECORD",
+    "ModelBundle",
+    "load_model_bundle",
+    "read_model_record",
+    "save_model_bundle",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -64,7 +71,7 @@ class ModelBundle:
     """A trained network, in evaluation mode on the CPU, with what its inputs need."""
 
     model: torch.nn.Module
-    network: NetworkConfig
+    network: NetworkConfig | DetectorConfig
     preprocess: PreprocessConfig
     modality: str
     outputs: dict[int, str]
@@ -80,7 +87,7 @@ _OLD_HEAD = "classifier.json"
 def save_model_bundle(
     model_dir: PathLike,
     *,
-    network: NetworkConfig,
+    network: NetworkConfig | DetectorConfig,
     preprocess: PreprocessConfig,
     modality: str,
     outputs: Mapping[int, str],
@@ -112,11 +119,33 @@ def save_model_bundle(
     return write_json(record, folder / MODEL_RECORD, overwrite=True)
 
 
-def load_model_bundle(model_dir: PathLike, *, head_type: type[Any] | None = None) -> ModelBundle:
+def read_model_record(model_dir: PathLike) -> dict[str, Any]:
+    """``model_dir``'s ``model.json``, every key present and of its type (nothing loaded).
+
+    Raises :class:`ConfigError` without ``model.json``, else as :func:`load_model_bundle`.
+    """
+    folder = Path(model_dir)
+    path = folder / MODEL_RECORD
+    if not path.is_file():
+        raise ConfigError(
+            f"model folder must hold {MODEL_RECORD}, got none in {folder}; train first"
+        )
+    return _read_record(path)
+
+
+def load_model_bundle(
+    model_dir: PathLike,
+    *,
+    head_type: type[Any] | None = None,
+    network_type: type[Any] = NetworkConfig,
+    build: Callable[[Any], torch.nn.Module] = build_network,
+) -> ModelBundle:
     """Rebuild the network of ``model_dir`` with its verified weights.
 
     With ``head_type`` (a task's settings dataclass) the record's ``head`` is checked field by
-    field and built into it (``ModelBundle.head``).
+    field and built into it (``ModelBundle.head``). The record's ``network`` is checked as a
+    ``network_type`` and the module built by ``build`` from it (default: a
+    :class:`~medimg.networks.NetworkConfig` and :func:`~medimg.networks.build_network`).
 
     Raises
     ------
@@ -132,15 +161,11 @@ def load_model_bundle(model_dir: PathLike, *, head_type: type[Any] | None = None
 
     folder = Path(model_dir)
     path = folder / MODEL_RECORD
-    if not path.is_file():
-        raise ConfigError(
-            f"model folder must hold {MODEL_RECORD}, got none in {folder}; train first"
-        )
-    record = _read_record(path)
-    network = _settings(NetworkConfig, record["network"], path, "network")
+    record = read_model_record(folder)
+    network = _settings(network_type, record["network"], path, "network")
     preprocess = _settings(PreprocessConfig, record["preprocess"], path, "preprocess")
     head = None if head_type is None else _head(folder, record, path, head_type)
-    model = build_network(network)
+    model = build(network)
     checkpoint = _inside(folder, record["checkpoint"], path, "checkpoint")
     try:
         state = load_checkpoint(checkpoint, sha256=record["checkpoint_sha256"])

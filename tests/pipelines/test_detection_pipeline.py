@@ -1,4 +1,4 @@
-"""End to end on 5 synthetic chest CTs: train 1 epoch, predict (and resume), evaluate.
+"""End to end on 5 synthetic chest CTs: train 1 epoch, predict (and resume), evaluate; by the CLI.
 
 The detector is untrained here, so only the files, their structure and frames are checked;
 the coordinate round trip and CPM are checked in tests/tasks/test_detection_task.py and by
@@ -81,6 +81,29 @@ def test_a_segmentation_manifest_is_refused(tmp_path: Path) -> None:
     cfg = DetectionConfig(manifest=manifest, out_dir=tmp_path / "run")
     with pytest.raises(ConfigError, match="must be a detection manifest"):
         train(cfg)
+
+
+def test_the_cli_trains_predicts_and_evaluates_a_detection_manifest(
+    run: DetectionConfig, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from medimg.cli import main
+
+    m = str(run.manifest)  # the fixture's set: its fingerprint is saved already
+    train_args = ["--out", str(tmp_path / "R"), "--epochs", "1", "--roi", "32", "32", "32"]
+    assert main(["train", "--manifest", m, *train_args, "--device", "cpu"]) == 0
+    assert "best validation CPM" in capsys.readouterr().out
+    model, pred = tmp_path / "R" / "model", tmp_path / "P"
+    args = ["--manifest", m, "--out", str(pred), "--device", "cpu"]
+    assert main(["predict", "--model", str(model), *args]) == 0
+    (test,) = json.loads(run.manifest.read_text())["test"]
+    assert json.loads((pred / f"{test['id']}.json").read_text())["boxes"] is not None
+    assert "1 written" in capsys.readouterr().out
+    out = tmp_path / "E"
+    assert main(["evaluate", "--manifest", m, "--predictions", str(pred), "--out", str(out)]) == 0
+    assert re.search(r"^CPM (n/a|[01]\.\d{4}), mAP@0\.1 ", capsys.readouterr().out, re.MULTILINE)
+    assert "cpm" in json.loads((out / "evaluation" / "summary.json").read_text())
+    assert main(["predict", "--model", str(model), *args, "--threshold", "0.5"]) == 2
+    assert "--threshold (an option of classification)" in capsys.readouterr().err
 
 
 def test_demo_detection_short_run_prints_the_cpm(

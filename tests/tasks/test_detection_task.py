@@ -21,7 +21,7 @@ from medimg.manifests import Box, ResolvedCase
 from medimg.manifests.boxes import world_to_voxel
 from medimg.networks import Detections, DetectorConfig
 from medimg.synthetic.phantoms import grid_affine
-from medimg.tasks import TASKS, PredictConfig, task_for
+from medimg.tasks import TASKS, task_for
 from medimg.tasks._detection_boxes import boxes_to_grid, map_boxes, world_centre_size
 from medimg.tasks._detection_predict import case_document
 from medimg.tasks._detection_report import findings_of
@@ -187,7 +187,6 @@ def test_a_segmentation_model_folder_is_refused(tmp_path: Path) -> None:
         load_detector(tmp_path / "nothing")
 
 
-def test_the_shared_train_engine_points_to_the_detection_stage() -> None:
-    cfg = PredictConfig(manifest=Path("m.json"), model_dir=Path("m"), out_dir=Path("o"))
-    with pytest.raises(ConfigError, match=r"trains with medimg\.tasks\.detection\.train"):
-        TASKS["detection"].plan_training(cfg, None, None, None, None)
+def test_the_task_loads_its_model_through_the_detector_loader(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match=r"must hold model\.json, got none"):
+        TASKS["detection"].load_model(tmp_path / "nothing")
