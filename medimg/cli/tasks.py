@@ -140,7 +140,7 @@ def _default_text(command: str, option: Option) -> str:
     for name, task in TASKS.items():
         field = _field(option, task)
         if field is not None:
-            found[name] = _show(_field_default(field))
+            found[name] = _show(_task_default(task, option.stage, field))
     if len(set(found.values())) == 1 and len(found) == len(TASKS):
         return f"default: {next(iter(found.values()))}"
     if len(set(found.values())) == 1:
@@ -340,11 +340,21 @@ def resolve_task(args: argparse.Namespace) -> Any:
     return task_for(task_of(read_manifest_json(args.manifest)), manifest=args.manifest)
 
 
-def _given(task: Any, name: str, cls: type[Any], values: dict[str, Any]) -> Any:
-    """The task config's default ``name`` (a ``cls``) with the given fields replaced."""
-    default = _field_default(next(f for f in dataclasses.fields(task.train_config)
-                                  if f.name == name))  # fmt: skip
-    return dataclasses.replace(default if isinstance(default, cls) else cls(), **values)
+_NESTED = {"fit": "train", "preprocess": "preprocess"}  # stages that are a training-config field
+
+
+def _nested_default(task: Any, name: str, cls: type[Any]) -> Any:
+    """The task training config's default ``name`` when it is a ``cls``, else ``cls()``."""
+    fields = {f.name: f for f in dataclasses.fields(task.train_config)}
+    default = _field_default(fields[name]) if name in fields else None
+    return default if isinstance(default, cls) else cls()
+
+
+def _task_default(task: Any, stage: str, field: dataclasses.Field[Any]) -> object:
+    """``field``'s default for ``task`` (a nested stage: from the task's own default)."""
+    if stage not in _NESTED:
+        return _field_default(field)
+    return getattr(_nested_default(task, _NESTED[stage], _stage_class(stage, task)), field.name)
 
 
 def build_configs(args: argparse.Namespace, task: Any) -> Any:
@@ -362,13 +372,10 @@ def build_configs(args: argparse.Namespace, task: Any) -> Any:
 
     stages = _stage_values(args, args.command, task)
     if args.command == "train":
-        from medimg.training import TrainConfig
-        from medimg.transforms import PreprocessConfig
-
-        config = stages["config"] | {"train": _given(task, "train", TrainConfig, stages["fit"])}
-        if stages["preprocess"]:
-            config["preprocess"] = _given(task, "preprocess", PreprocessConfig,
-                                          stages["preprocess"])  # fmt: skip
+        config = dict(stages["config"])
+        for stage, name in _NESTED.items():  # the task's default, the given fields replaced
+            default = _nested_default(task, name, _stage_class(stage, task))
+            config[name] = dataclasses.replace(default, **stages[stage])
         if args.no_augment:
             config["augment"] = None
         return task.train_config(manifest=args.manifest, out_dir=args.out, **config)

@@ -11,6 +11,7 @@ import pytest
 from medimg.cli import build_parser, main
 from medimg.cli.tasks import OPTIONS, _field, build_configs
 from medimg.tasks import TASKS, SegmentationConfig
+from medimg.tasks.detection import DetectionConfig
 from medimg.training import TrainConfig
 
 
@@ -61,7 +62,11 @@ def test_help_shows_the_dataclass_defaults(capsys: pytest.CaptureFixture[str]) -
     loss = next(f for f in dataclasses.fields(SegmentationConfig) if f.name == "loss")
     assert f"dice_ce, dice or ce (segmentation only; default: {loss.default})" in text
     assert "(default: segmentation 2, classification 32" in text  # --batch-size
-    assert f"(default: {TrainConfig().max_epochs})" in text  # --epochs
+    epochs = TrainConfig().max_epochs  # --epochs: each task's own default training config
+    detection = DetectionConfig(manifest=Path("m"), out_dir=Path("o")).train.max_epochs
+    assert (
+        f"(default: segmentation {epochs}, classification {epochs}, detection {detection})" in text
+    )
 
 
 def test_predict_fails_fast_unless_keep_going(tmp_path: Path) -> None:
@@ -85,3 +90,16 @@ def test_evaluate_writes_where_the_task_says(tmp_path: Path) -> None:
     cls = build_configs(args, TASKS["classification"])
     assert cls.out_dir == tmp_path / "evaluation" / "validation"
     assert cls.split == "validation"
+
+
+def test_train_options_replace_fields_of_the_tasks_own_default_training_config() -> None:
+    parser = build_parser()
+    args = parser.parse_args(["train", "--manifest", "m.json", "--out", "o", "--epochs", "1"])
+    cfg = build_configs(args, TASKS["detection"])
+    default = DetectionConfig(manifest=Path("m"), out_dir=Path("o"))
+    assert cfg.train == dataclasses.replace(default.train, max_epochs=1)  # lr 2e-3, cosine kept
+    assert cfg.preprocess == default.preprocess  # 2 mm, lung window
+    args = parser.parse_args(
+        ["train", "--manifest", "m.json", "--out", "o", "--roi", "32", "32", "32"]
+    )
+    assert build_configs(args, TASKS["detection"]).patch_size_vox == (32, 32, 32)
