@@ -83,8 +83,8 @@ def task_for(name: str, *, manifest: Path | None = None) -> Task:
     Raises
     ------
     ConfigError
-        For a task of the manifest schema that has no engine yet (``detection`` until it is
-        registered in :data:`TASKS`), or a name that is no task.
+        For a task of the manifest schema that has no engine yet (none is registered in
+        :data:`TASKS`), or a name that is no task.
 
     Examples
     --------
