@@ -43,6 +43,7 @@ __all__ = [
     "PredictConfig",
     "PredictResult",
     "Predictor",
+    "RunFolders",
     "Task",
     "TrainPlan",
     "TrainResult",
@@ -76,6 +77,30 @@ def resolve_model_dir(folder: Path) -> Path:
     if not (folder / MODEL_RECORD).is_file() and (nested / MODEL_RECORD).is_file():
         return nested
     return folder
+
+
+class RunFolders:
+    """The model and prediction folders of a task config (a mixin of the task configs).
+
+    The config declares ``out_dir``, ``model_folder`` (``None``: the run's own ``model/``)
+    and ``predictions_folder`` (``None``: the run's own ``predictions/``).
+    """
+
+    out_dir: Path
+    model_folder: Path | None
+    predictions_folder: Path | None
+
+    @property
+    def model_dir(self) -> Path:
+        """Where training writes the model and prediction reads it."""
+        if self.model_folder is None:
+            return self.out_dir / "model"
+        return resolve_model_dir(self.model_folder)
+
+    @property
+    def predictions_dir(self) -> Path:
+        """Where prediction writes its outputs and evaluation reads them."""
+        return self.predictions_folder or self.out_dir / "predictions"
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -29,7 +29,7 @@ from typing import Any
 from medimg.errors import ConfigError
 from medimg.manifests import Manifest, ResolvedCase
 from medimg.networks import DetectorConfig
-from medimg.tasks.base import EvaluateConfig, PredictConfig, TrainPlan, resolve_model_dir
+from medimg.tasks.base import EvaluateConfig, PredictConfig, RunFolders, TrainPlan
 from medimg.training import TrainConfig
 from medimg.transforms import AugmentConfig, PreprocessConfig
 
@@ -93,7 +93,7 @@ class DetectionEvaluateOptions:
 
 
 @dataclass(frozen=True, kw_only=True)
-class DetectionConfig:
+class DetectionConfig(RunFolders):
     """A detection run: training settings and where prediction and evaluation go.
 
     Attributes
@@ -153,18 +153,6 @@ class DetectionConfig:
             raise ConfigError(
                 f"validation_fraction must be in [0, 1), got {self.validation_fraction}"
             )
-
-    @property
-    def model_dir(self) -> Path:
-        """Where training writes the model and prediction reads it."""
-        if self.model_folder is None:
-            return self.out_dir / "model"
-        return resolve_model_dir(self.model_folder)
-
-    @property
-    def predictions_dir(self) -> Path:
-        """Where prediction writes ``<case>.json`` and evaluation reads them."""
-        return self.predictions_folder or self.out_dir / "predictions"
 
 
 @dataclass(frozen=True)

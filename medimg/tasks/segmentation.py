@@ -24,12 +24,7 @@ from medimg.keys import Keys
 from medimg.manifests import Manifest, ResolvedCase
 from medimg.networks import NetworkConfig, build_network
 from medimg.networks import Task as NetworkTask
-from medimg.tasks.base import (
-    EvaluateConfig,
-    PredictConfig,
-    TrainPlan,
-    resolve_model_dir,
-)
+from medimg.tasks.base import EvaluateConfig, PredictConfig, RunFolders, TrainPlan
 from medimg.tasks.engine import options_of
 from medimg.training import (
     SEGMENTATION_LOSSES,
@@ -95,7 +90,7 @@ class SegmentationEvaluateOptions:
 
 
 @dataclass(frozen=True, kw_only=True)
-class SegmentationConfig:
+class SegmentationConfig(RunFolders):
     """A segmentation run: training settings, and the prediction/evaluation options it implies.
 
     Attributes
@@ -189,18 +184,6 @@ class SegmentationConfig:
     def predict_options(self) -> SegmentationPredictOptions:
         """The prediction options of this run."""
         return SegmentationPredictOptions(sw_overlap=self.sw_overlap, mirror_axes=self.mirror_axes)
-
-    @property
-    def model_dir(self) -> Path:
-        """Where training writes the model and prediction reads it."""
-        if self.model_folder is None:
-            return self.out_dir / "model"
-        return resolve_model_dir(self.model_folder)
-
-    @property
-    def predictions_dir(self) -> Path:
-        """Where prediction writes label maps and evaluation reads them."""
-        return self.predictions_folder or self.out_dir / "predictions"
 
 
 @dataclass(frozen=True)
