@@ -184,13 +184,25 @@ def write_xray_classification_dataset(
 
 
 def _finish(
-    record: dict[str, Any], cases: list[dict[str, Any]], path: Path, overwrite: bool
+    record: dict[str, Any],
+    cases: list[dict[str, Any]],
+    path: Path,
+    overwrite: bool,
+    *,
+    validation: bool = False,
 ) -> Path:
-    """Put the last ``len(cases) // 5`` cases in the test split and write the manifest."""
+    """Split the cases and write the manifest.
+
+    The last ``len(cases) // 5`` cases are the test split; with ``validation`` the
+    ``len(cases) // 5`` before them are the validation split.
+    """
     from medimg.manifests.load import save_manifest
 
-    n_test = len(cases) // 5
-    record["training"] = cases[: len(cases) - n_test]
-    if n_test:
-        record["test"] = cases[len(cases) - n_test :]
+    n_held = len(cases) // 5
+    n_train = len(cases) - (2 if validation else 1) * n_held
+    record["training"] = cases[:n_train]
+    if n_held and validation:
+        record["validation"] = cases[n_train : n_train + n_held]
+    if n_held:
+        record["test"] = cases[len(cases) - n_held :]
     return save_manifest(record, path, overwrite=overwrite)

@@ -17,9 +17,9 @@ from typing import Any
 
 import numpy as np
 
-from medimg.errors import ConfigError, OutputExistsError
 from medimg.io.geometry import affine_axcodes
 from medimg.io.writing import save_volume
+from medimg.synthetic.datasets import _check_args, _finish
 from medimg.synthetic.detection import (
     CHEST_FIELD_OF_VIEW_MM,
     NODULE_CLASS,
@@ -105,10 +105,7 @@ def write_ct_detection_dataset(
     """
     out = Path(out_dir)
     manifest = out / "dataset.json"
-    if n_cases < 1:
-        raise ConfigError(f"n_cases must be >= 1, got {n_cases}")
-    if manifest.exists() and not overwrite:
-        raise OutputExistsError(f"{manifest} exists; pass overwrite=True (--force) to replace it")
+    _check_args(n_cases, manifest, overwrite)
     from medimg.io import load_volume
 
     real = None if background is None else load_volume(background, ndim=3)
@@ -135,7 +132,7 @@ def write_ct_detection_dataset(
         "channels": [{"name": "CT", "modality": "CT"}],
         "classes": [NODULE_CLASS],
     }
-    return _finish(record, cases, manifest, overwrite)
+    return _finish(record, cases, manifest, overwrite, validation=True)
 
 
 def _write_case(
@@ -150,17 +147,3 @@ def _write_case(
     ]
     axcodes = "".join(affine_axcodes(phantom.image.affine))
     return {"id": case_id, "image": image, "boxes": boxes, "metadata": {"axcodes": axcodes}}
-
-
-def _finish(
-    record: dict[str, Any], cases: list[dict[str, Any]], path: Path, overwrite: bool
-) -> Path:
-    from medimg.manifests.load import save_manifest
-
-    n_held = len(cases) // 5
-    n_train = len(cases) - 2 * n_held
-    record["training"] = cases[:n_train]
-    if n_held:
-        record["validation"] = cases[n_train : n_train + n_held]
-        record["test"] = cases[n_train + n_held :]
-    return save_manifest(record, path, overwrite=overwrite)
