@@ -167,13 +167,9 @@ def load_model_bundle(
     head = None if head_type is None else _head(folder, record, path, head_type)
     model = build(network)
     checkpoint = _inside(folder, record["checkpoint"], path, "checkpoint")
-    try:
-        state = load_checkpoint(checkpoint, sha256=record["checkpoint_sha256"])
-    except OSError as exc:  # torch.load of a truncated zip: OSError(EINVAL); EIO, EACCES
-        raise CheckpointError(
-            f"checkpoint {checkpoint} cannot be read ({exc.strerror or exc}); it is damaged or "
-            "truncated: restore it or train again"
-        ) from None
+    # a truncated file is a CheckpointError from load_checkpoint; other OSErrors (EACCES, EIO)
+    # reach the caller as they are, so the CLI names the real cause
+    state = load_checkpoint(checkpoint, sha256=record["checkpoint_sha256"])
     weights = state.get("model") if isinstance(state, dict) else None
     if not isinstance(weights, Mapping):
         raise CheckpointError(
