@@ -100,6 +100,12 @@ def content_problems(manifest: Manifest, root: Path, tolerances: Tolerances) -> 
     max_bytes = default_max_bytes() if tolerances.max_bytes is None else tolerances.max_bytes
     ctx = _Ctx(manifest, root, root.resolve(), tolerances, max_bytes)
     problems: list[str] = []
+    if len(manifest.channels) > 1:
+        problems.append(
+            f"channels: {len(manifest.channels)} channels declared, but training and prediction "
+            "in this version of medimg read one single-channel image per case (multi-channel "
+            "input is not implemented yet); keep one channel, or train elsewhere"
+        )
     for split, i, case in manifest.cases():
         problems += _case_problems(ctx, f"{split}[{i}]", case)
     return problems

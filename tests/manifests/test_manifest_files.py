@@ -107,6 +107,9 @@ def test_channel_count_mismatch(
     record["training"][1]["image"] = ["images/two.nii.gz", "images/b.nii.gz"]
     found = problems(write_manifest(root, record))
     assert found == (
+        "channels: 2 channels declared, but training and prediction in this version of medimg "
+        "read one single-channel image per case (multi-channel input is not implemented yet); "
+        "keep one channel, or train elsewhere",
         "training[1].image[0]: holds 2 channels, expected 1 (channel 'CT'); give a "
         "single-channel file",
     )
@@ -129,6 +132,9 @@ def test_channels_on_different_grids(
     save_volume(np.zeros(SHAPE, np.float32), root / "images" / "b_t1.nii.gz", like=other)
     record["training"][1]["image"] = ["images/b.nii.gz", "images/b_t1.nii.gz"]
     assert problems(write_manifest(root, record)) == (
+        "channels: 2 channels declared, but training and prediction in this version of medimg "
+        "read one single-channel image per case (multi-channel input is not implemented yet); "
+        "keep one channel, or train elsewhere",
         "training[1].image[1]: grid differs from training[1].image[0] by 2 mm (tolerance 0.001 "
         "mm); resample it onto the image grid or fix its affine",
     )
