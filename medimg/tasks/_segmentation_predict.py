@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
+from contextlib import closing
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -30,21 +31,37 @@ def predict_case(
 ) -> Path:
     """Predict one case and write its label map on the image's stored grid; return the path.
 
-    The network's probabilities on the (small) preprocessed grid go back to the stored grid
-    slab by slab (:func:`~medimg.inference.source_label_slabs`) and each slab's labels are
-    written as they come (:func:`~medimg.inference.write_slabs_nifti`, atomically), so neither
-    probabilities nor labels are ever held at full resolution.
+    The sliding window's finished probability slabs (:func:`~medimg.inference.iter_slabs`) go
+    to a scratch file beside ``out``; the stored grid's slabs are resampled from the few planes
+    of it each needs (:func:`~medimg.inference.streamed_source_label_slabs`) and their labels
+    written as they come (:func:`~medimg.inference.write_slabs_nifti`, atomically). So the
+    float class map is never held in memory, on the preprocessed grid or the stored one: peak
+    memory is the preprocessed image, the stitcher's open window rows and one slab of each grid.
     """
-    from medimg.inference import source_label_slabs, write_slabs_nifti
-    from medimg.tasks.segmentation import sliding_window
+    import torch
+
+    from medimg.inference import (
+        iter_slabs,
+        plan_inference,
+        streamed_source_label_slabs,
+        write_slabs_nifti,
+    )
 
     sample = apply_chain(chain, {IMAGE: str(case.images[0])})
     record = sample[Keys.RECORD]
-    probabilities = sliding_window(model[0], sample[IMAGE], replace(infer, output="probabilities"))
-    return write_slabs_nifti(
-        source_label_slabs(probabilities, record), out,
-        shape=record.source_shape, affine=record.source_affine, dtype=np.uint8, overwrite=True,
-    )  # fmt: skip
+    image = torch.as_tensor(sample[IMAGE]).as_subclass(torch.Tensor)
+    config = replace(infer, output="probabilities")
+    plan = plan_inference(
+        model[0], tuple(image.shape), config, result_in_memory=False, input_in_memory=True
+    )
+    out.parent.mkdir(parents=True, exist_ok=True)
+    slabs = iter_slabs(model[0], image, config, plan=plan)
+    labels = streamed_source_label_slabs(slabs, record, scratch_dir=out.parent, name=out.name)
+    with torch.no_grad(), closing(labels):  # closed on errors too: the scratch file goes
+        return write_slabs_nifti(
+            labels, out, shape=record.source_shape, affine=record.source_affine,
+            dtype=np.uint8, overwrite=True,
+        )  # fmt: skip
 
 
 def on_grid_of(path: Path, image: Path) -> bool:

@@ -3,10 +3,11 @@
 Training draws label-balanced patches (:func:`~medimg.training.label_balanced_crop`), each
 augmented by the modality's :func:`~medimg.transforms.augmentation_for`, and keeps the best
 checkpoint by validation Dice. Prediction runs the network window by window
-(:func:`~medimg.inference.predict_volume` with ``output="probabilities"`` on the small
-preprocessed grid), brings the probabilities back to the stored grid slab by slab
-(:func:`~medimg.inference.source_label_slabs`) and writes each slab's labels as it comes
-(:func:`~medimg.inference.write_slabs_nifti`), so no full-resolution float class map exists.
+(:func:`~medimg.inference.iter_slabs` with ``output="probabilities"`` on the preprocessed
+grid), streams its finished slabs into a scratch file, brings them back to the stored grid slab
+by slab (:func:`~medimg.inference.streamed_source_label_slabs`) and writes each slab's labels
+as it comes (:func:`~medimg.inference.write_slabs_nifti`), so no float class map, on either
+grid, is ever held in memory.
 """
 
 from __future__ import annotations
