@@ -3,24 +3,15 @@
 from __future__ import annotations
 
 import errno
-import hashlib
 from pathlib import Path
 from typing import Any
 
 from medimg.errors import CheckpointError
+from medimg.io.integrity import sha256_file
 from medimg.io.writing import atomic_path
 from medimg.typing import PathLike
 
 __all__ = ["load_checkpoint", "save_checkpoint", "sha256_file"]
-
-
-def sha256_file(path: PathLike) -> str:
-    """Hex SHA-256 of a file's bytes."""
-    digest = hashlib.sha256()
-    with Path(path).open("rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def save_checkpoint(state: dict[str, Any], path: PathLike) -> str:
