@@ -59,7 +59,7 @@ class OutputExistsError(MedimgError, FileExistsError):
 
 
 class OutputLockedError(MedimgError, RuntimeError):
-    """An output folder is in use by another run (see :class:`medimg.io.integrity.OutputLock`)."""
+    """An output folder is in use by another run (see :class:`medimg.io.locks.OutputLock`)."""
 
 
 class ImageWriteError(MedimgError, ValueError):

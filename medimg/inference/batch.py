@@ -3,7 +3,7 @@
 Both pipelines' ``predict`` run their cases through :class:`PredictionBatch`, which owns the
 output folder for the run and keeps one record per case in ``summary.json``:
 
-* **Lock.** On entry it takes the folder's :class:`~medimg.io.integrity.OutputLock` (a second
+* **Lock.** On entry it takes the folder's :class:`~medimg.io.locks.OutputLock` (a second
   run into the same folder is refused with :class:`~medimg.errors.OutputLockedError`; the lock
   of a dead process is taken over with a warning), then deletes temporaries an interrupted
   write left there (:func:`~medimg.io.integrity.remove_stale_temporaries`).
@@ -42,11 +42,11 @@ from medimg.inference.config import InferenceConfig
 from medimg.inference.usage import measure_usage
 from medimg.io.integrity import (
     FileIdentity,
-    OutputLock,
     file_identity,
     path_identities,
     remove_stale_temporaries,
 )
+from medimg.io.locks import OutputLock
 from medimg.io.writing import atomic_path
 from medimg.typing import PathLike
 

@@ -1,6 +1,6 @@
 """The run-folder lock of training: one run at a time per folder, leftovers of a dead one removed.
 
-:func:`training_lock` holds :class:`medimg.io.integrity.OutputLock` on the folder a run writes
+:func:`training_lock` holds :class:`medimg.io.locks.OutputLock` on the folder a run writes
 (``fit``'s ``out_dir``; the pipelines' ``model/``) for the whole run. A second run into the same
 folder is refused with :class:`~medimg.errors.OutputLockedError` naming the holder's pid and
 start time, so it can neither overwrite nor interleave with the first run's checkpoints. A lock
@@ -14,7 +14,8 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-from medimg.io.integrity import OutputLock, remove_stale_temporaries
+from medimg.io.integrity import remove_stale_temporaries
+from medimg.io.locks import OutputLock
 from medimg.typing import PathLike
 
 __all__ = ["training_lock"]

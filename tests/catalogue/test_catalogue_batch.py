@@ -13,7 +13,7 @@ import pytest
 from catalogue_helpers import BadInput, check_bad_input
 
 from medimg.io import save_volume
-from medimg.io.integrity import LOCK_NAME
+from medimg.io.locks import LOCK_NAME
 
 AFFINE = np.diag([2.0, 2.5, 3.5, 1.0])
 
@@ -68,7 +68,7 @@ def _predict(tmp: Path, *extra: str, model: Path | None = None, out: str = "out"
 
 
 def _locked(tmp: Path) -> Sequence[str]:
-    from medimg.io.integrity import _process_start
+    from medimg.io.locks import _process_start
 
     (tmp / "out").mkdir()
     (tmp / "out" / LOCK_NAME).write_text(json.dumps({

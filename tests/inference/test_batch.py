@@ -21,7 +21,7 @@ from medimg.inference import (
     input_identities,
     run_batch,
 )
-from medimg.io.integrity import LOCK_NAME, OutputLock
+from medimg.io.locks import LOCK_NAME, OutputLock
 
 SETTINGS = inference_settings(InferenceConfig(roi_size_vox=(16, 16, 8)), output="labels")
 

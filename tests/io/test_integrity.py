@@ -1,4 +1,4 @@
-"""medimg.io.integrity: file identity, output locks across real processes, stale temporaries."""
+"""medimg.io.integrity and medimg.io.locks: file identity, output locks across real processes, stale temporaries."""
 
 from __future__ import annotations
 
@@ -16,16 +16,16 @@ from pathlib import Path
 import pytest
 
 import medimg.io.integrity as integrity
+import medimg.io.locks as locks
 from medimg.errors import OutputLockedError
 from medimg.io import atomic_path
 from medimg.io.integrity import (
-    LOCK_NAME,
     FileIdentity,
-    OutputLock,
     file_identity,
     is_temporary_name,
     remove_stale_temporaries,
 )
+from medimg.io.locks import LOCK_NAME, OutputLock
 
 # --------------------------------------------------------------------------------------------
 # identity
@@ -87,7 +87,7 @@ def test_identity_json_round_trip_and_invalid_records(tmp_path: Path) -> None:
 
 _HOLDER = """
 import sys, time
-from medimg.io.integrity import OutputLock
+from medimg.io.locks import OutputLock
 with OutputLock(sys.argv[1], "holder"):
     print("held", flush=True)
     sys.stdin.read()
@@ -143,7 +143,7 @@ def test_lock_released_by_a_finished_holder(tmp_path: Path) -> None:
 
 
 def _write_lock(folder: Path, **fields: object) -> Path:
-    record = {"pid": os.getpid(), "host": integrity.socket.gethostname(),
+    record = {"pid": os.getpid(), "host": locks.socket.gethostname(),
               "started": "2026-01-01T00:00:00+00:00", "process_start": None, "command": "x"}  # fmt: skip
     path = folder / LOCK_NAME
     path.write_text(json.dumps(record | fields))
@@ -153,7 +153,7 @@ def _write_lock(folder: Path, **fields: object) -> Path:
 def test_a_reused_pid_is_taken_over_but_a_live_one_and_another_host_are_not(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
-    me = integrity._process_start(os.getpid())
+    me = locks._process_start(os.getpid())
     assert me is not None  # Linux /proc
     _write_lock(tmp_path, process_start=me)  # this very process: alive
     with pytest.raises(OutputLockedError, match=rf"in use by pid {os.getpid()} since 2026-01-01"):

@@ -24,7 +24,8 @@ import pytest
 
 from medimg.cli import main
 from medimg.io import save_volume
-from medimg.io.integrity import LOCK_NAME, is_temporary_name
+from medimg.io.integrity import is_temporary_name
+from medimg.io.locks import LOCK_NAME
 
 SHAPE, AFFINE = (12, 10, 8), np.diag([2.0, 2.5, 3.5, 1.0])
 
