@@ -23,16 +23,13 @@ from medimg.inference.batch import (
     CASE_ERRORS,
     BatchCase,
     BatchModel,
-    CaseRecord,
     PredictionBatch,
-    ResumeKey,
-    inference_settings,
-    input_identities,
     run_batch,
 )
 from medimg.inference.config import InferenceConfig
 from medimg.inference.gaussian import gaussian_importance_map, window_starts
 from medimg.inference.planner import InferencePlan, MemoryEstimate, plan_inference
+from medimg.inference.resume import CaseRecord, ResumeKey, inference_settings, input_identities
 from medimg.inference.sliding import Slab, iter_slabs, predict_volume
 from medimg.inference.source import SlabSource, open_source
 from medimg.inference.to_source import (
