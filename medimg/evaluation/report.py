@@ -11,6 +11,7 @@ from typing import Any
 
 import numpy as np
 
+from medimg.evaluation.lesions import summarize_lesions
 from medimg.evaluation.segmentation import CaseScores, LabelScores
 from medimg.io.writing import atomic_path
 from medimg.typing import PathLike
@@ -29,6 +30,9 @@ CSV_COLUMNS = (
     "volume_difference_ml",
     "reference_empty",
     "prediction_empty",
+    "lesions_reference",
+    "lesions_detected",
+    "lesions_false_positive",
 )
 
 
@@ -57,7 +61,9 @@ def _row(case_id: str, s: LabelScores) -> list[str | int]:
         f"{s.volume_difference_ml:.4f}",
         int(s.reference_empty),
         int(s.prediction_empty),
-    ]
+        *(("", "", "") if s.lesions is None else
+          (s.lesions.n_true, s.lesions.n_detected, s.lesions.n_false_positive)),
+    ]  # fmt: skip
 
 
 def _stats(values: Sequence[float]) -> dict[str, float]:
@@ -76,6 +82,8 @@ def summarize(cases: Sequence[CaseScores]) -> dict[str, Any]:
 
     Cases whose reference *and* prediction are empty for a label count as perfect (see
     :mod:`medimg.evaluation.segmentation`); ``n_reference_empty`` says how many there were.
+    For 3D maps each label also gets ``lesions``: reference lesions, how many were detected,
+    the lesion sensitivity and false-positive components per scan, pooled over the cases.
 
     Examples
     --------
@@ -98,6 +106,15 @@ def summarize(cases: Sequence[CaseScores]) -> dict[str, Any]:
             "surface_dice": _stats([s.surface_dice for s in rows]),
             "volume_difference_ml": _stats([s.volume_difference_ml for s in rows]),
         }
+        lesions = [s.lesions for s in rows if s.lesions is not None]
+        if lesions:
+            pooled = summarize_lesions(lesions)
+            per_label[name]["lesions"] = {
+                "n_reference": pooled.n_true,
+                "n_detected": pooled.n_detected,
+                "sensitivity": pooled.sensitivity,
+                "false_positives_per_scan": pooled.false_positives_per_scan,
+            }
     all_dice = [s.dice for case in cases for s in case.labels]
     return {
         "n_cases": len(cases),

@@ -14,17 +14,26 @@ Conventions
   Dice 0 and HD95 equal to the grid diagonal in mm (the worst distance possible on that grid,
   finite so means stay defined; MONAI returns inf or NaN there). Every score records
   ``reference_empty``/``prediction_empty`` so a summary can exclude those cases instead.
+* Lesion-wise counts (3D maps): each label's connected components (26-connectivity) are its
+  lesions; a reference lesion is detected when a predicted component overlaps it by one voxel
+  or more, and a predicted component overlapping none is a false positive
+  (:func:`~medimg.evaluation.lesions.lesion_scores`). They let segmentation output be compared
+  with a detector on the same lesions (sensitivity at the false positives per scan it makes).
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 from numpy.typing import NDArray
 
 from medimg.errors import ConfigError, GeometryError
+
+if TYPE_CHECKING:
+    from medimg.evaluation.lesions import LesionScores
 
 __all__ = [
     "CaseScores",
@@ -163,6 +172,8 @@ class LabelScores:
     volume_prediction_ml: float
     reference_empty: bool
     prediction_empty: bool
+    lesions: LesionScores | None = None
+    """Lesion-wise counts of this label (3D maps; None for 2D), see the module notes."""
 
     @property
     def volume_difference_ml(self) -> float:
@@ -214,6 +225,8 @@ def score_case(
     ConfigError
         When ``spacing_mm`` does not fit the maps or ``tolerance_mm`` is negative.
     """
+    from medimg.evaluation.lesions import lesion_scores
+
     _check(prediction.astype(bool), reference.astype(bool), spacing_mm)
     scores = []
     for value, name in labels.items():
@@ -229,6 +242,7 @@ def score_case(
                 volume_prediction_ml=volume_ml(p, spacing_mm),
                 reference_empty=not r.any(),
                 prediction_empty=not p.any(),
+                lesions=lesion_scores(p, r) if p.ndim == 3 else None,
             )
         )
     return CaseScores(case_id=case_id, labels=tuple(scores))

@@ -229,3 +229,49 @@ def test_segmentation_scored_with_the_detection_froc() -> None:
     s = lesion_scores(pred, ref)
     assert (s.sensitivity, s.n_false_positive) == (0.5, 1)
     assert isinstance(lesions[0].box, WorldBox)
+
+
+def test_segmentation_scores_carry_lesion_counts_into_csv_and_summary(tmp_path) -> None:
+    import csv
+
+    from medimg.evaluation import score_case, summarize, write_case_csv
+
+    # Case a: two reference lesions of label 1; the prediction hits one and adds one elsewhere.
+    ref = np.zeros(SHAPE, np.uint8)
+    ref[0:2, 0:2, 0:2] = 1
+    ref[5:7, 4:6, 3:5] = 1
+    pred = np.zeros_like(ref)
+    pred[1, 1, 1] = 1  # inside the first lesion
+    pred[3, 0, 4] = 1  # touches no lesion: a false positive
+    # Case b: one lesion, found; no false positive.
+    ref_b = np.zeros(SHAPE, np.uint8)
+    ref_b[3, 3, 2] = 1
+    spacing = (1.0, 2.0, 3.0)
+    cases = [
+        score_case("a", pred, ref, spacing_mm=spacing, labels={1: "nodule"}),
+        score_case("b", ref_b, ref_b, spacing_mm=spacing, labels={1: "nodule"}),
+    ]
+    les = cases[0].labels[0].lesions
+    assert (les.n_true, les.n_detected, les.n_false_positive) == (2, 1, 1)
+    summary = summarize(cases)["labels"]["nodule"]["lesions"]
+    # 2 of 3 lesions found, 1 false positive over 2 scans.
+    assert summary == {
+        "n_reference": 3,
+        "n_detected": 2,
+        "sensitivity": pytest.approx(2 / 3),
+        "false_positives_per_scan": 0.5,
+    }
+    text = write_case_csv(cases, tmp_path / "cases.csv").read_text().splitlines()
+    rows = list(csv.DictReader(text))
+    assert [(r["lesions_reference"], r["lesions_detected"], r["lesions_false_positive"])
+            for r in rows] == [("2", "1", "1"), ("1", "1", "0")]  # fmt: skip
+
+
+def test_two_dimensional_scores_have_no_lesion_counts() -> None:
+    from medimg.evaluation import score_case, summarize
+
+    ref = np.zeros((5, 4), np.uint8)
+    ref[1:3, 1:3] = 1
+    case = score_case("x", ref, ref, spacing_mm=(1.0, 1.0), labels={1: "x"})
+    assert case.labels[0].lesions is None
+    assert "lesions" not in summarize([case])["labels"]["x"]
