@@ -26,6 +26,9 @@ __all__ = [
     "NonFiniteError",
     "OutputExistsError",
     "OutputLockedError",
+    "PackageError",
+    "PackagePassphraseError",
+    "PackageSignatureError",
     "UnsupportedFormatError",
 ]
 
@@ -60,6 +63,18 @@ class OutputExistsError(MedimgError, FileExistsError):
 
 class OutputLockedError(MedimgError, RuntimeError):
     """An output folder is in use by another run (see :class:`medimg.io.locks.OutputLock`)."""
+
+
+class PackageError(MedimgError, ValueError):
+    """A model package (``.medimg``) is damaged, altered, of another format or cannot be used."""
+
+
+class PackageSignatureError(PackageError):
+    """A package's signature is missing where a trust store requires one, or does not verify."""
+
+
+class PackagePassphraseError(PackageError):
+    """An encrypted package's passphrase is missing or wrong."""
 
 
 class ImageWriteError(MedimgError, ValueError):
