@@ -283,10 +283,11 @@ def _signature(
         return None, False
     fingerprint = check_signature(path, data[MANIFEST], data[SIGNATURE], signed_by)
     if keys and fingerprint not in keys:
+        store = ", ".join(f"{k} ({p})" for k, p in keys.items())
         raise PackageSignatureError(
             f"{path}: member {SIGNATURE!r} is by key {fingerprint}, which is not in the trust "
-            f"store (trusted: {', '.join(keys)}); trust the signer's public key only if you "
-            "know it is theirs"
+            f"store (trusted: {store}); trust the signer's public key only if you know it is "
+            "theirs"
         )
     return fingerprint, bool(keys)
 

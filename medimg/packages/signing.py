@@ -157,11 +157,14 @@ def load_public_key(path: PathLike) -> Ed25519PublicKey:
 def trusted_keys(trust: Sequence[PathLike] | None = None) -> dict[str, Path]:
     """The trust store: key fingerprint -> public key file (empty: no store configured).
 
-    ``trust`` (files or folders) wins; else ``MEDIMG_TRUST``; else ``~/.config/medimg/trust/``.
+    ``trust`` (files or folders; ``[]``: no store) wins; else ``MEDIMG_TRUST``; else
+    ``~/.config/medimg/trust/``.
     A folder contributes its ``*.pub*`` files. A named file that is missing or no public key
     is an error, so a typo never turns checking off.
     """
     if trust is not None:
+        if not trust:  # an explicit empty store: signatures are checked for consistency only
+            return {}
         sources, origin = [Path(p) for p in trust], "--trust"
     elif os.environ.get(TRUST_ENV):
         parts = os.environ[TRUST_ENV].split(os.pathsep)
