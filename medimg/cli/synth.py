@@ -42,6 +42,13 @@ def register(sub: Any) -> None:
                 help="insert the nodules into this real chest CT (HU, e.g. NIfTI) instead of "
                 "phantoms; every case is the same scan with its own nodules",
             )
+            k.add_argument(
+                "--masks",
+                action="store_true",
+                help="also write each nodule mask (labelsTr/) and dataset_segmentation.json, a "
+                "segmentation manifest of the same cases and splits, to compare segmentation "
+                "lesion-wise with the detector on the same nodules",
+            )
         k.add_argument("--force", action="store_true", help="overwrite an existing dataset")
         k.set_defaults(handler=run)
 
@@ -57,6 +64,7 @@ def run(args: argparse.Namespace) -> int:
             seed=args.seed,
             background=args.background,
             overwrite=args.force,
+            masks=args.masks,
         )
     else:
         from medimg.synthetic.datasets import (

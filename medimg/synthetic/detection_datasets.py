@@ -7,6 +7,13 @@ seed of ``seed``, so it is the same whatever ``n_cases`` is. Layout::
 
     OUT_DIR/dataset.json
     OUT_DIR/imagesTr/case_000.nii.gz     (int16 HU)
+
+With ``masks=True`` each case's nodule mask is written too, with a segmentation manifest of the
+same images and splits, so a segmentation model can be trained and scored lesion-wise on the
+very lesions the detector is scored on::
+
+    OUT_DIR/dataset_segmentation.json    (labels background 0, nodule 1)
+    OUT_DIR/labelsTr/case_000.nii.gz     (uint8, on the image's grid)
 """
 
 from __future__ import annotations
@@ -31,7 +38,10 @@ from medimg.synthetic.detection import (
 from medimg.synthetic.phantoms import grid_affine
 from medimg.typing import Affine, PathLike, Shape3D
 
-__all__ = ["chest_case_grid", "write_ct_detection_dataset"]
+__all__ = ["SEGMENTATION_MANIFEST", "chest_case_grid", "write_ct_detection_dataset"]
+
+SEGMENTATION_MANIFEST = "dataset_segmentation.json"
+"""The nodule-segmentation manifest written beside ``dataset.json`` with ``masks=True``."""
 
 _IN_PLANE_MM = (2.0, 2.4)
 _Z_MM = (2.5, 3.0)
@@ -66,6 +76,7 @@ def write_ct_detection_dataset(
     background: PathLike | None = None,
     settings: ChestSettings | None = None,
     overwrite: bool = False,
+    masks: bool = False,
 ) -> Path:
     """Write a synthetic lung-nodule detection dataset and its schema-2 manifest.
 
@@ -88,6 +99,8 @@ def write_ct_detection_dataset(
         Nodule count and diameters (3 to 30 mm), vessels, noise.
     overwrite : bool
         Replace an existing ``dataset.json`` and case files.
+    masks : bool
+        Also write each case's nodule mask and :data:`SEGMENTATION_MANIFEST` (module notes).
 
     Returns
     -------
@@ -109,7 +122,7 @@ def write_ct_detection_dataset(
     from medimg.io import load_volume
 
     real = None if background is None else load_volume(background, ndim=3)
-    cases = []
+    cases, masked = [], []
     children = np.random.SeedSequence(seed).spawn(n_cases)
     for k, rng in enumerate(np.random.default_rng(child) for child in children):
         if real is None:
@@ -118,6 +131,10 @@ def write_ct_detection_dataset(
         else:
             phantom = insert_nodules(real, seed=rng, settings=settings)
         cases.append(_write_case(out, f"case_{k:03d}", phantom, overwrite))
+        if masks:
+            label = f"labelsTr/case_{k:03d}.nii.gz"
+            save_volume(phantom.label, out / label, like=phantom.image, overwrite=overwrite)
+            masked.append({"id": cases[-1]["id"], "image": cases[-1]["image"], "label": label})
     source = "medimg.synthetic.detection.chest_ct_phantom"
     if background is not None:
         source = f"nodules inserted into {Path(background).name}"
@@ -132,6 +149,17 @@ def write_ct_detection_dataset(
         "channels": [{"name": "CT", "modality": "CT"}],
         "classes": [NODULE_CLASS],
     }
+    if masks:
+        segmentation = {
+            "schema_version": 2,
+            "task": "segmentation",
+            "name": "synthetic_ct_nodules_masks",
+            "description": f"Nodule masks of {manifest.name}'s cases and splits (voxels at least "
+            "half inside a nodule), for lesion-wise comparison with the detector",
+            "channels": record["channels"],
+            "labels": [{"value": 0, "name": "background"}, {"value": 1, "name": NODULE_CLASS}],
+        }
+        _finish(segmentation, masked, out / SEGMENTATION_MANIFEST, overwrite, validation=True)
     return _finish(record, cases, manifest, overwrite, validation=True)
 
 

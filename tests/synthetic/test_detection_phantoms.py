@@ -138,6 +138,27 @@ def test_the_dataset_has_three_splits_and_validates(tmp_path: Path) -> None:
     assert json.loads(one.read_text())["training"][0] == record["training"][0]
 
 
+def test_masks_give_a_segmentation_manifest_of_the_same_cases_and_nodules(tmp_path: Path) -> None:
+    assert main(["synth", "ct-det", str(tmp_path), "--cases", "5", "--masks"]) == 0
+    det = json.loads((tmp_path / "dataset.json").read_text(encoding="utf-8"))
+    seg_path = tmp_path / "dataset_segmentation.json"
+    assert main(["validate", str(seg_path)]) == 0
+    seg = load_manifest(seg_path)
+    assert seg.task == "segmentation"
+    for split in ("training", "validation", "test"):
+        assert [c.case_id for c in seg.split(split)] == [c["id"] for c in det.get(split, [])]
+    # each box's world centre is the centre of mass of one mask component (within a voxel)
+    for case in det["training"]:
+        mask = load_volume(tmp_path / f"labelsTr/{case['id']}.nii.gz")
+        components, n = ndimage.label(mask.array[0] > 0, structure=np.ones((3, 3, 3)))
+        assert n == len(case["boxes"])
+        centres = ndimage.center_of_mass(mask.array[0] > 0, components, range(1, n + 1))
+        world = [mask.affine[:3, :3] @ np.asarray(c) + mask.affine[:3, 3] for c in centres]
+        voxel = float(max(mask.spacing_mm))
+        for box in case["boxes"]:
+            assert min(np.linalg.norm(w - box["center_mm"]) for w in world) < voxel
+
+
 def test_synth_ct_det_refuses_to_overwrite(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
