@@ -69,7 +69,7 @@ from medimg.io._policies import (
     verify_streams,
 )
 from medimg.io._sitk import read_sitk, sitk_header
-from medimg.io.formats import format_of
+from medimg.io.formats import SUPPORTED_SUFFIXES, format_of
 from medimg.io.geometry import SourceGeometry, affine_axcodes, affine_spacing, reorient
 from medimg.typing import Affine, PathLike, SpacingMM
 
@@ -186,6 +186,11 @@ def _format_of_file(path: Path) -> str:
             f"{path}: is a folder, not an image file; DICOM series folders are read by "
             "medimg.io.read_image (or medimg.io.dicom; medimg dicom ls, medimg convert)"
         )
+    if path.is_file() and not any(path.name.lower().endswith(s) for s in SUPPORTED_SUFFIXES):
+        from medimg.io.dicom.seg import is_seg_file
+
+        if is_seg_file(path):  # a DICOM SEG: its label map (medimg.io.dicom.seg)
+            return "dicom-seg"
     fmt = format_of(path)
     if not path.exists():
         raise ImageNotFoundError(f"{path}: no such file")
@@ -214,6 +219,10 @@ def read_header(path: PathLike, *, verify: bool = False) -> SourceGeometry:
     """
     path = Path(path)
     fmt = _format_of_file(path)
+    if fmt == "dicom-seg":
+        from medimg.io.dicom.seg import read_seg_header
+
+        return read_seg_header(path)
     if fmt in ("nifti", "analyze"):
         geometry = nibabel_header(path, fmt)[0]
     else:
@@ -256,7 +265,8 @@ def load_volume(
     Parameters
     ----------
     path : path-like
-        A ``.nii``, ``.nii.gz``, ``.hdr``/``.img``, ``.nrrd``/``.nhdr`` or ``.mha``/``.mhd`` file.
+        A ``.nii``, ``.nii.gz``, ``.hdr``/``.img``, ``.nrrd``/``.nhdr`` or ``.mha``/``.mhd`` file,
+        or a DICOM SEG file (its label map on the referenced grid: :mod:`medimg.io.dicom.seg`).
     ndim : {3, 2, None}
         Spatial dimensions expected. Trailing singleton axes are dropped to reach it; a 4D file
         with more than one volume is refused when 3 is expected. ``None`` accepts 2D, 3D and
@@ -282,6 +292,10 @@ def load_volume(
     path = Path(path)
     fmt = _format_of_file(path)
     limit = default_max_bytes() if max_bytes is None else max_bytes
+    if fmt == "dicom-seg":
+        from medimg.io.dicom.seg import load_seg_volume
+
+        return load_seg_volume(path, ndim=ndim, max_bytes=limit)
     if fmt in ("nifti", "analyze"):
         geometry, array = read_nibabel(path, fmt, limit)
     else:

@@ -194,6 +194,7 @@ def write_dicom_series(
     tag = "" if spec.temporal_position is None else f"t{spec.temporal_position}_"
     for k in range(n):
         ds = _base_dataset(spec, _uid(spec, "slice", spec.temporal_position, k))
+        ds.FrameOfReferenceUID = _uid(spec, "frame of reference")  # a SEG must share it
         ds.ImageOrientationPatient = [_ds_number(v) for v in cosines.T.ravel()]
         ds.ImagePositionPatient = [_ds_number(v) for v in lps[:3, 3] + k * lps[:3, 2]]
         ds.PixelSpacing = [_ds_number(spacing[1]), _ds_number(spacing[0])]
