@@ -107,7 +107,7 @@ def check_member_info(package: Path, info: zipfile.ZipInfo) -> None:
             f"'/' between folders, at most 200 characters); {_FIX}"
         )
     mode = info.external_attr >> 16
-    if info.is_dir() or (mode and not stat.S_ISREG(mode)):
+    if info.is_dir() or (stat.S_IFMT(mode) and not stat.S_ISREG(mode)):
         kind = "a symbolic link" if stat.S_ISLNK(mode) else "not a regular file"
         raise PackageError(f"{where} is {kind}; a package holds regular files only; {_FIX}")
     if info.flag_bits & 0x1:
