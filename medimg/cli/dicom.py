@@ -33,6 +33,9 @@ def register(sub: Any) -> None:
     )
     ls.add_argument("folder", metavar="DIR", help="folder of DICOM files")
     ls.set_defaults(handler=run_ls)
+    from medimg.cli.dicom_seg import register as register_seg
+
+    register_seg(inner)  # medimg dicom seg (DICOM SEG and SR output)
 
     convert = sub.add_parser(
         "convert",

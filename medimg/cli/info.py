@@ -27,7 +27,10 @@ def register(sub: Any) -> None:
         "range of each file. Exit 2 if any file cannot be read.",
     )
     p.add_argument(
-        "files", nargs="+", metavar="FILE", help="NIfTI, Analyze, NRRD or MetaImage file"
+        "files",
+        nargs="+",
+        metavar="FILE",
+        help="NIfTI, Analyze, NRRD or MetaImage file, or a DICOM SEG (its segments listed)",
     )
     p.add_argument("--json", action="store_true", help="print one JSON object per file")
     p.add_argument(
@@ -48,7 +51,13 @@ def run(args: argparse.Namespace) -> int:
     for name in args.files:
         try:
             record = read_header(name).describe()
-            if not args.header_only:
+            if record["format"] == "dicom-seg":  # a DICOM SEG: its segments too
+                from dataclasses import asdict
+
+                from medimg.io.dicom.seg import seg_info
+
+                record["segments"] = [asdict(s) for s in seg_info(name)]
+            if not args.header_only and record["format"] != "dicom-seg":
                 record["range"] = list(intensity_range(name, max_bytes=args.max_bytes))
         except MedimgError as exc:
             print(f"error: {str(exc).splitlines()[0]}", file=sys.stderr)
@@ -68,6 +77,11 @@ def _format(record: dict[str, Any]) -> str:
     lines.append(f"  dtype     {record['dtype']}")
     if "range" in record:
         lines.append(f"  range     {record['range'][0]:g} .. {record['range'][1]:g}")
+    for s in record.get("segments", ()):
+        made = f"{s['algorithm_type']} {s['algorithm']}".strip()
+        lines.append(
+            f"  segment   {s['number']}: {s['label']!r} {s['type']} ({s['category']}; {made})"
+        )
     rows = record["affine"]
     lines.append(
         "  affine    " + "\n            ".join(" ".join(f"{v:10.4f}" for v in r) for r in rows)

@@ -9,6 +9,9 @@ slice order), and slice ``k`` of a label map on that grid is frame ``k`` of the 
 from __future__ import annotations
 
 import copy
+import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -21,7 +24,7 @@ from medimg.io.dicom.options import DicomReadOptions
 from medimg.io.geometry import SourceGeometry, lps_to_ras
 from medimg.typing import PathLike
 
-__all__ = ["ReferenceSeries", "reference_series"]
+__all__ = ["ReferenceSeries", "quiet_highdicom", "reference_series"]
 
 # Type 2 patient/study attributes highdicom copies from the source: present, maybe empty
 _TYPE2 = ("PatientName", "PatientID", "PatientBirthDate", "PatientSex", "AccessionNumber",
@@ -52,6 +55,18 @@ class ReferenceSeries:
     geometry: SourceGeometry
     datasets: list[Any]
     frame_order: list[int]
+
+
+@contextmanager
+def quiet_highdicom() -> Iterator[None]:
+    """Hold highdicom's INFO logging (one line per copied module) while a SEG or SR is built."""
+    log = logging.getLogger("highdicom")
+    level = log.level
+    log.setLevel(max(level, logging.WARNING))
+    try:
+        yield
+    finally:
+        log.setLevel(level)
 
 
 def _header_copy(ds: Any) -> Any:

@@ -53,7 +53,7 @@ from medimg.io.dicom._seg_read import (
     seg_grid,
     seg_segments,
 )
-from medimg.io.dicom._seg_reference import ReferenceSeries, reference_series
+from medimg.io.dicom._seg_reference import ReferenceSeries, quiet_highdicom, reference_series
 from medimg.io.geometry import SourceGeometry
 from medimg.io.volume import Volume, default_max_bytes
 from medimg.typing import PathLike
@@ -285,7 +285,7 @@ def write_seg(
         in_file[ref.frame_order] = pixels
         pixels = in_file
     labelmap = options.segmentation_type == "labelmap"
-    with warnings.catch_warnings(record=True) as caught:  # about the source's values: logged
+    with warnings.catch_warnings(record=True) as caught, quiet_highdicom():
         warnings.simplefilter("always")
         seg = hd.seg.Segmentation(
             source_images=ref.datasets, pixel_array=pixels,
@@ -298,8 +298,8 @@ def write_seg(
             series_description=options.series_description, omit_empty_frames=False,
             transfer_syntax_uid=RLELossless if labelmap else ExplicitVRLittleEndian,
         )  # fmt: skip
-    for warning in caught:
-        logger.warning("%s: highdicom: %s", ref.folder, warning.message)
+    for warning in caught:  # highdicom's advice on the source's values, first sentence
+        logger.warning("%s: highdicom: %s", ref.folder, str(warning.message).split(". ")[0])
     with atomic_path(out, overwrite=overwrite) as tmp:
         seg.save_as(tmp)
     counts = np.bincount(array.astype(np.int64).ravel(), minlength=numbers[-1] + 1)
