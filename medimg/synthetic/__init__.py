@@ -14,9 +14,9 @@ from medimg.synthetic.detection import (
     Nodule,
     Vessel,
     chest_ct_phantom,
-    insert_nodules,
 )
 from medimg.synthetic.detection_datasets import write_ct_detection_dataset
+from medimg.synthetic.nodule_insertion import insert_nodules
 from medimg.synthetic.phantoms import (
     CT_LABELS,
     MR_LABELS,

@@ -33,8 +33,8 @@ from medimg.synthetic.detection import (
     ChestSettings,
     DetectionPhantom,
     chest_ct_phantom,
-    insert_nodules,
 )
+from medimg.synthetic.nodule_insertion import insert_nodules
 from medimg.synthetic.phantoms import grid_affine
 from medimg.typing import Affine, PathLike, Shape3D
 
@@ -94,7 +94,7 @@ def write_ct_detection_dataset(
         Seed of the whole dataset.
     background : path-like, optional
         A real 3D CT (HU) to insert nodules into, one draw per case, on its own grid
-        (:func:`~medimg.synthetic.detection.insert_nodules`); default: phantoms.
+        (:func:`~medimg.synthetic.nodule_insertion.insert_nodules`); default: phantoms.
     settings : ChestSettings, optional
         Nodule count and diameters (3 to 30 mm), vessels, noise.
     overwrite : bool
