@@ -21,6 +21,7 @@ __all__ = [
     "ImageReadError",
     "ImageTooLargeError",
     "ImageWriteError",
+    "InputContractError",
     "ManifestError",
     "MedimgError",
     "NonFiniteError",
@@ -75,6 +76,10 @@ class PackageSignatureError(PackageError):
 
 class PackagePassphraseError(PackageError):
     """An encrypted package's passphrase is missing or wrong."""
+
+
+class InputContractError(MedimgError, ValueError):
+    """An image does not fit a model's input contract (modality, channels, dimensions)."""
 
 
 class ImageWriteError(MedimgError, ValueError):

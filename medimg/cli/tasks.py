@@ -296,7 +296,7 @@ def register(sub: Any) -> None:
         "<split>.csv; detection: <case>.json (boxes in world mm and stored-grid voxels); with "
         "summary.json (per case: status, time, peak memory, error, resume "
         "key; rewritten after every case) and run.json beside them. A case is skipped unless "
-        "--force only when it was done with the same model (checkpoint SHA-256), "
+        "--force only when it was done with the same model (weights SHA-256), "
         "preprocessing, inference settings and input file contents, and its output is "
         "unchanged; otherwise it is predicted again. The output folder is locked while the run "
         "lasts, and temporaries of an interrupted run are removed. Without --keep-going the "

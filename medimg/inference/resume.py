@@ -68,7 +68,8 @@ class ResumeKey:
     Attributes
     ----------
     model_sha256 : str
-        SHA-256 of the checkpoint (``ModelBundle.checkpoint_sha256``).
+        SHA-256 of the model's weights (``ModelBundle.weights_sha256``: the tensors, not the
+        file, so a run folder and a package made from it give the same key).
     chain_key : str
         :func:`~medimg.transforms.cache.chain_key` of the preprocessing chain.
     settings : dict

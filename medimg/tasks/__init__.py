@@ -6,7 +6,10 @@
 * per-stage configs: the task's training config (:class:`SegmentationConfig`,
   :class:`ClassificationConfig`), :class:`PredictConfig`, :class:`EvaluateConfig`, with each
   task's typed options;
-* :func:`task_for` -- the task of a manifest.
+* :func:`task_for` -- the task of a manifest;
+* :func:`load_model` -- a run folder, model folder or package as a :class:`Model` whose
+  :meth:`~Model.predict` takes one image (path or Volume) and returns a :class:`Prediction`
+  (:mod:`medimg.tasks.model`).
 """
 
 from __future__ import annotations
@@ -33,6 +36,7 @@ from medimg.tasks.classification import (
 )
 from medimg.tasks.detection import DetectionTask
 from medimg.tasks.engine import evaluate, predict, train
+from medimg.tasks.model import Model, Prediction, load_model
 from medimg.tasks.segmentation import (
     SegmentationConfig,
     SegmentationEvaluateOptions,
@@ -49,8 +53,10 @@ __all__ = [
     "ClassificationPredictOptions",
     "ClassificationTask",
     "EvaluateConfig",
+    "Model",
     "PredictConfig",
     "PredictResult",
+    "Prediction",
     "SegmentationConfig",
     "SegmentationEvaluateOptions",
     "SegmentationPredictOptions",
@@ -60,6 +66,7 @@ __all__ = [
     "TrainResult",
     "engine",
     "evaluate",
+    "load_model",
     "predict",
     "resolve_model_dir",
     "task_for",

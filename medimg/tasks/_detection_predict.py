@@ -25,7 +25,7 @@ from medimg.tasks._detection_boxes import map_boxes, world_centre_size
 from medimg.tasks.base import PredictConfig
 from medimg.training import apply_chain
 
-__all__ = ["FRAME", "DetectionPredictor", "case_document"]
+__all__ = ["FRAME", "DetectionPredictor", "case_document", "detect_image"]
 
 logger = logging.getLogger(__name__)
 
@@ -61,6 +61,26 @@ def case_document(
     }
 
 
+def detect_image(
+    bundle: Any, chain: Any, image: Any, case_id: str, *, device: torch.device,
+    precision: str, min_score: float,
+) -> dict[str, Any]:  # fmt: skip
+    """The box document of one image (:func:`case_document`), detected on ``device``.
+
+    ``image`` is a path (file or DICOM folder) or a :class:`~medimg.io.Volume` on its stored
+    grid; ``precision`` the autocast dtype (``float32``: none).
+    """
+    from medimg.tasks._inputs import chain_input
+
+    sample = apply_chain(chain, {Keys.IMAGE.value: chain_input(image)})
+    tensor = torch.as_tensor(sample[Keys.IMAGE.value]).as_subclass(torch.Tensor).float()
+    detector = bundle.model.to(device).detector
+    dtype = {"bfloat16": torch.bfloat16, "float16": torch.float16}.get(precision)
+    with torch.autocast(device.type, dtype=dtype, enabled=dtype is not None):
+        found = detect(detector, tensor)
+    return case_document(case_id, found, sample[Keys.RECORD], bundle.outputs, min_score)
+
+
 def _round(v: Any) -> list[float]:
     return [round(float(x), 4) for x in v]
 
@@ -92,14 +112,9 @@ class DetectionPredictor:
     def run(self, case: ResolvedCase, batch_case: Any) -> dict[str, Any]:
         from medimg.io.writing import atomic_path
 
-        sample = apply_chain(self.chain, {Keys.IMAGE.value: str(case.images[0])})
-        image = torch.as_tensor(sample[Keys.IMAGE.value]).as_subclass(torch.Tensor).float()
-        detector = self.bundle.model.to(self.device).detector
-        dtype = {"bfloat16": torch.bfloat16, "float16": torch.float16}.get(self.precision)
-        with torch.autocast(self.device.type, dtype=dtype, enabled=dtype is not None):
-            found = detect(detector, image)
-        doc = case_document(case.case_id, found, sample[Keys.RECORD], self.bundle.outputs,
-                            self.options.min_score)  # fmt: skip
+        doc = detect_image(self.bundle, self.chain, case.images[0], case.case_id,
+                           device=self.device, precision=self.precision,
+                           min_score=self.options.min_score)  # fmt: skip
         with atomic_path(self.output(case), overwrite=True) as tmp:
             tmp.write_text(json.dumps(doc, indent=1) + "\n", encoding="utf-8")
         return {"boxes": len(doc["boxes"])}

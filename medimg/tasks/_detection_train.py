@@ -11,7 +11,6 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 from dataclasses import replace
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -184,8 +183,10 @@ def plan_detector(
     )
 
 
-def load_detector(model_dir: Path) -> Any:
-    """The :class:`~medimg.training.ModelBundle` of a detection model folder.
+def load_detector(model_dir: Any) -> Any:
+    """The :class:`~medimg.training.ModelBundle` of a detection model folder or package.
+
+    ``model_dir``: a folder, a package or a :class:`~medimg.training.bundle.ModelSource`.
 
     ``model`` is the trained :class:`DetectorModule` (evaluation mode, CPU) and ``network``
     its :class:`~medimg.networks.DetectorConfig`.
@@ -197,14 +198,15 @@ def load_detector(model_dir: Path) -> Any:
     CheckpointError
         For a damaged record or weights (as :func:`~medimg.training.load_model_bundle`).
     """
-    from medimg.training import MODEL_RECORD, load_model_bundle
-    from medimg.training.bundle import read_model_record
+    from medimg.training import load_model_bundle
+    from medimg.training.bundle import open_model
 
-    network = read_model_record(model_dir)["network"]
+    source = open_model(model_dir)  # a folder, a package or an opened ModelSource
+    network = source.record["network"]
     if "anchor_shapes_vox" not in network:
         raise ConfigError(
-            f"{Path(model_dir) / MODEL_RECORD} must be a detection model, got a "
+            f"{source.record_name} must be a detection model, got a "
             f"{network.get('name', '?')!r} network; predict with the task it was trained for, "
             "or train a detector"
         )
-    return load_model_bundle(model_dir, network_type=DetectorConfig, build=DetectorModule)
+    return load_model_bundle(source, network_type=DetectorConfig, build=DetectorModule)

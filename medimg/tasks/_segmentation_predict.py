@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import closing
 from dataclasses import replace
 from pathlib import Path
@@ -15,11 +15,12 @@ from medimg.errors import MedimgError
 from medimg.keys import Keys
 from medimg.manifests import ResolvedCase
 from medimg.networks import NetworkConfig
+from medimg.tasks._inputs import chain_input
 from medimg.tasks.base import PredictConfig
 from medimg.tasks.engine import options_of
 from medimg.training import apply_chain
 
-__all__ = ["SegmentationPredictor", "on_grid_of", "predict_case"]
+__all__ = ["SegmentationPredictor", "on_grid_of", "predict_case", "predict_image"]
 
 logger = logging.getLogger(__name__)
 
@@ -29,7 +30,24 @@ IMAGE = Keys.IMAGE.value
 def predict_case(
     case: ResolvedCase, chain: Any, model: tuple[Any, NetworkConfig], infer: Any, out: Path
 ) -> Path:
-    """Predict one case and write its label map on the image's stored grid; return the path.
+    """Predict one case's image into ``out`` (:func:`predict_image`); return the path."""
+    return predict_image(case.images[0], chain, model, infer, out)
+
+
+def predict_image(
+    image: Any,
+    chain: Any,
+    model: tuple[Any, NetworkConfig],
+    infer: Any,
+    out: Path,
+    *,
+    progress: Callable[[int, int], None] | None = None,
+) -> Path:
+    """Predict one image and write its label map on the image's stored grid; return the path.
+
+    ``image`` is a path (file or DICOM folder) or a :class:`~medimg.io.Volume` on its stored
+    grid; ``progress(done, total)`` is called as each slab of the preprocessed grid is finished
+    (planes along Z done, of all).
 
     The sliding window's finished probability slabs (:func:`~medimg.inference.iter_slabs`) go
     to a scratch file beside ``out``; the stored grid's slabs are resampled from the few planes
@@ -47,21 +65,32 @@ def predict_case(
         write_slabs_nifti,
     )
 
-    sample = apply_chain(chain, {IMAGE: str(case.images[0])})
+    sample = apply_chain(chain, {IMAGE: chain_input(image)})
     record = sample[Keys.RECORD]
-    image = torch.as_tensor(sample[IMAGE]).as_subclass(torch.Tensor)
+    tensor = torch.as_tensor(sample[IMAGE]).as_subclass(torch.Tensor)
     config = replace(infer, output="probabilities")
     plan = plan_inference(
-        model[0], tuple(image.shape), config, result_in_memory=False, input_in_memory=True
+        model[0], tuple(tensor.shape), config, result_in_memory=False, input_in_memory=True
     )
     out.parent.mkdir(parents=True, exist_ok=True)
-    slabs = iter_slabs(model[0], image, config, plan=plan)
+    slabs = iter_slabs(model[0], tensor, config, plan=plan)
+    if progress is not None:
+        slabs = _reporting(slabs, int(tensor.shape[-1]), progress)
     labels = streamed_source_label_slabs(slabs, record, scratch_dir=out.parent, name=out.name)
     with torch.no_grad(), closing(labels):  # closed on errors too: the scratch file goes
         return write_slabs_nifti(
             labels, out, shape=record.source_shape, affine=record.source_affine,
             dtype=np.uint8, overwrite=True,
         )  # fmt: skip
+
+
+def _reporting(slabs: Iterator[Any], total: int, progress: Callable[[int, int], None]) -> Any:
+    """``slabs`` as they come, calling ``progress(planes done, total)`` after each."""
+    done = 0
+    for slab in slabs:
+        yield slab
+        done += int(slab.depth)
+        progress(done, total)
 
 
 def on_grid_of(path: Path, image: Path) -> bool:

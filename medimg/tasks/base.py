@@ -112,7 +112,7 @@ class PredictConfig:
     manifest : Path
         Dataset manifest whose ``split`` is predicted.
     model_dir : Path
-        Trained model folder (holding ``model.json``).
+        Trained model folder (holding ``model.json``) or model package (``.medimg``).
     out_dir : Path
         Prediction folder: outputs, ``summary.json``, ``run.json``.
     split : {"training", "validation", "test"}
@@ -129,6 +129,12 @@ class PredictConfig:
         tqdm bars over cases (and, where the task has them, windows).
     options : object, optional
         The task's own prediction options (e.g. sliding-window overlap); its defaults when None.
+    trust : tuple of Path
+        A package's trusted signers' public keys (empty: ``MEDIMG_TRUST`` or the trust folder,
+        :func:`medimg.packages.read_package`).
+    passphrase_file : Path, optional
+        File whose first line is an encrypted package's passphrase (never the passphrase
+        itself: the config is written to ``run.json``).
     """
 
     manifest: Path
@@ -141,6 +147,8 @@ class PredictConfig:
     fail_fast: bool = True
     progress: bool = False
     options: object | None = None
+    trust: tuple[Path, ...] = ()
+    passphrase_file: Path | None = None
 
     def __post_init__(self) -> None:
         for name in ("manifest", "model_dir", "out_dir"):
@@ -334,11 +342,17 @@ class Task(Protocol):
     ) -> TrainPlan:
         """Samples (through ``chain``), network, loss and validation of ``cfg`` on ``split``."""
 
-    def load_model(self, model_dir: Path) -> ModelBundle:
-        """The model folder's verified network (evaluation mode, CPU) for :meth:`predictor`.
+    def load_model(
+        self, model_dir: Path, *, trust: Sequence[Path] | None = None,
+        passphrase: str | None = None,
+    ) -> ModelBundle:  # fmt: skip
+        """The model's verified network (evaluation mode, CPU) for :meth:`predictor`.
 
-        Raises :class:`ConfigError` for a folder without ``model.json`` or of another task,
-        :class:`~medimg.errors.CheckpointError` for a damaged one.
+        ``model_dir`` is a model folder or a package (read with ``trust`` and
+        ``passphrase``: :func:`~medimg.training.load_model_bundle`). Raises
+        :class:`ConfigError` for a folder without ``model.json`` or of another task,
+        :class:`~medimg.errors.CheckpointError` for a damaged one,
+        :class:`~medimg.errors.PackageError` for a package that fails its checks.
         """
 
     def predictor(self, bundle: ModelBundle, chain: Any, cfg: PredictConfig) -> Predictor:

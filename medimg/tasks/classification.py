@@ -12,8 +12,7 @@ The model record's typed head (:class:`ClassificationHead`) keeps ``multi_label`
 from __future__ import annotations
 
 import logging
-import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -26,7 +25,7 @@ from medimg.manifests import Manifest, ResolvedCase
 from medimg.networks import NetworkConfig, build_network
 from medimg.networks import Task as NetworkTask
 from medimg.tasks.base import EvaluateConfig, PredictConfig, TrainPlan
-from medimg.tasks.engine import options_of, write_table
+from medimg.tasks.engine import options_of
 from medimg.training import TrainConfig, apply_chain, epoch_batches, load_model_bundle
 from medimg.transforms import AugmentConfig, PreprocessConfig
 
@@ -286,54 +285,6 @@ def _batches(cfg: ClassificationConfig, samples: list[dict[str, Any]], modality:
     return batches
 
 
-class _Predictor:
-    def __init__(self, bundle: Any, chain: Any, cfg: PredictConfig) -> None:
-        from medimg.training import select_device
-
-        options = options_of(ClassificationTask(), cfg.options, "predict")
-        self.bundle, self.chain, self.head = bundle, chain, bundle.head
-        self.threshold = options.threshold
-        bundle.model.to(select_device(cfg.device))
-        self.classes = [bundle.outputs[k] for k in sorted(bundle.outputs)]
-        self.summary_name = f"{cfg.split}.summary.json"
-        self.path = cfg.out_dir / f"{cfg.split}.csv"
-        self.settings: Mapping[str, Any] = {
-            "output": "class probabilities",
-            "classes": self.classes,
-            "threshold": self.threshold,
-            "multi_label": self.head.multi_label,
-            "input_size_vox": None if (s := self.head.input_size_vox) is None else list(s),
-        }
-
-    def output(self, case: ResolvedCase) -> None:
-        return None
-
-    def run(self, case: ResolvedCase, batch_case: Any) -> dict[str, Any]:
-        image = apply_chain(self.chain, {IMAGE: str(case.images[0])})[IMAGE]
-        batch = [_sized(image, self.head.input_size_vox)]
-        probs = predict_probabilities(
-            self.bundle.model, batch, multi_label=self.head.multi_label, batch_size=1
-        )[0]
-        k = called_class(probs, multi_label=self.head.multi_label, threshold=self.threshold)
-        return {"predicted": self.classes[k], "probabilities": probs.tolist()}
-
-    def is_done(self, case: ResolvedCase) -> bool:
-        return True
-
-    def start(self) -> None:
-        self.path.unlink(missing_ok=True)  # written again at the end; never stale meanwhile
-
-    def finish(self, records: Sequence[Any]) -> Path:
-        header = ["case_id", "status", "predicted", *(f"p_{c}" for c in self.classes), "error"]
-        rows: list[list[object]] = []
-        for r in records:
-            result = r.result or {}
-            probs = result.get("probabilities") or [math.nan] * len(self.classes)
-            rows.append([r.case_id, r.status, result.get("predicted") or "",
-                         *(f"{p:.6f}" for p in probs), r.error or ""])  # fmt: skip
-        return write_table(self.path, header, rows, overwrite=True)
-
-
 class ClassificationTask:
     """The classification :class:`~medimg.tasks.Task`."""
 
@@ -381,13 +332,20 @@ class ClassificationTask:
             model=build_network(net_cfg),
         )
 
-    def load_model(self, model_dir: Path) -> Any:
-        """The folder's network with its verified weights (and head): ``load_model_bundle``."""
-        return load_model_bundle(model_dir, head_type=self.head_type)
+    def load_model(self, model_dir: Path, *, trust: Any = None, passphrase: Any = None) -> Any:
+        """The model's network with its verified weights (and head): ``load_model_bundle``.
 
-    def predictor(self, bundle: Any, chain: Any, cfg: PredictConfig) -> _Predictor:
+        ``model_dir``: a model folder or a package (read with ``trust`` and ``passphrase``).
+        """
+        return load_model_bundle(
+            model_dir, head_type=self.head_type, trust=trust, passphrase=passphrase
+        )
+
+    def predictor(self, bundle: Any, chain: Any, cfg: PredictConfig) -> Any:
         """Probabilities and the called class of each case, into ``<split>.csv``."""
-        return _Predictor(bundle, chain, cfg)
+        from medimg.tasks._classification_predict import ClassificationPredictor
+
+        return ClassificationPredictor(bundle, chain, cfg)
 
     def evaluate(
         self, cases: Sequence[ResolvedCase], manifest: Manifest, cfg: EvaluateConfig

@@ -201,11 +201,12 @@ class DetectionTask:
 
         return plan_detector(cfg, manifest, chain, split)
 
-    def load_model(self, model_dir: Path) -> Any:
-        """The trained detector (:func:`._detection_train.load_detector`)."""
+    def load_model(self, model_dir: Path, *, trust: Any = None, passphrase: Any = None) -> Any:
+        """The trained detector of a model folder or package (``load_detector``)."""
         from medimg.tasks._detection_train import load_detector
+        from medimg.training.bundle import open_model
 
-        return load_detector(model_dir)
+        return load_detector(open_model(model_dir, trust=trust, passphrase=passphrase))
 
     def predictor(self, bundle: Any, chain: Any, cfg: PredictConfig) -> Any:
         """Boxes per case as ``<case>.json`` (:class:`._detection_predict.DetectionPredictor`)."""

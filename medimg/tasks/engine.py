@@ -142,7 +142,7 @@ def predict(task: Task, cfg: PredictConfig) -> PredictResult:
     The run holds the lock of ``cfg.out_dir`` (a second run raises
     :class:`~medimg.errors.OutputLockedError`) and first deletes temporaries an interrupted run
     left. A case is skipped (unless ``cfg.overwrite``) only when the summary records it as done
-    under an equal resume key -- the checkpoint's SHA-256, the preprocessing chain key, the
+    under an equal resume key -- the weights' SHA-256, the preprocessing chain key, the
     task's settings and the content (size, SHA-256) of its input files -- and its output, when
     it writes one, still has the recorded SHA-256 and passes the task's check; otherwise the
     stale output is deleted before work starts and the case is predicted again, the reason
@@ -165,12 +165,14 @@ def predict(task: Task, cfg: PredictConfig) -> PredictResult:
     from medimg.inference import BatchCase, BatchModel, PredictionBatch, run_batch
     from medimg.manifests import load_manifest, resolve_cases
     from medimg.modality import Modality
+    from medimg.tasks._contract import check_manifest_contract
     from medimg.training import utc_now, write_run_record
     from medimg.transforms import preprocessing_for
     from medimg.transforms.cache import chain_key
 
     started = utc_now()
-    bundle = task.load_model(cfg.model_dir)
+    bundle = task.load_model(cfg.model_dir, trust=cfg.trust or None,
+                             passphrase=_passphrase(cfg.passphrase_file))  # fmt: skip
     manifest = load_manifest(cfg.manifest, check_files=cfg.fail_fast)
     task.check_manifest(manifest, cfg.manifest)
     cases = {c.case_id: c for c in resolve_cases(manifest, cfg.manifest) if c.split == cfg.split}
@@ -179,10 +181,11 @@ def predict(task: Task, cfg: PredictConfig) -> PredictResult:
             f"split {cfg.split!r} of {cfg.manifest} must have cases to predict, got none; "
             f"choose another --split"
         )
+    check_manifest_contract(bundle, manifest, cfg.manifest, cases.values())
     chain = preprocessing_for(bundle.modality, bundle.preprocess, bundle.fingerprint)
     predictor = task.predictor(bundle, chain, cfg)
     model = BatchModel(
-        bundle.checkpoint_sha256,
+        bundle.weights_sha256,  # the weights' digest: a run folder and its package agree
         chain_key(Modality(bundle.modality), bundle.preprocess, bundle.fingerprint),
         predictor.settings,
     )
@@ -210,6 +213,13 @@ def predict(task: Task, cfg: PredictConfig) -> PredictResult:
         )  # fmt: skip
     logger.info("predicted %d cases of %s -> %s", len(outcomes), cfg.split, main)
     return PredictResult(cfg.out_dir, main, batch.summary_path, outcomes)
+
+
+def _passphrase(path: Path | None) -> str | None:
+    """The passphrase in ``path`` (None: none given; a package then reads its environment)."""
+    from medimg.packages import read_passphrase_file
+
+    return None if path is None else read_passphrase_file(path)
 
 
 def _outcome(record: Any, path: Path | None) -> CaseOutcome:

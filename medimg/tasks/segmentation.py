@@ -300,9 +300,14 @@ class SegmentationTask:
             model=build_network(net_cfg),
         )
 
-    def load_model(self, model_dir: Path) -> Any:
-        """The folder's network with its verified weights (and head): ``load_model_bundle``."""
-        return load_model_bundle(model_dir, head_type=self.head_type)
+    def load_model(self, model_dir: Path, *, trust: Any = None, passphrase: Any = None) -> Any:
+        """The model's network with its verified weights (and head): ``load_model_bundle``.
+
+        ``model_dir``: a model folder or a package (read with ``trust`` and ``passphrase``).
+        """
+        return load_model_bundle(
+            model_dir, head_type=self.head_type, trust=trust, passphrase=passphrase
+        )
 
     def predictor(self, bundle: Any, chain: Any, cfg: PredictConfig) -> Any:
         """Label maps onto each image's stored grid, streamed slab by slab."""

@@ -1,4 +1,4 @@
-"""A trained model's folder: what predicting needs, written by training, read back checked.
+"""A trained model: what predicting needs, written by training, read back checked.
 
 ``model.json`` holds the network configuration, the preprocessing options, the modality, the
 output names (segmentation labels or classes) and the SHA-256 of the checkpoint and of the
@@ -9,17 +9,24 @@ checks every key and type of ``model.json`` (a hand-edited or damaged record is 
 the key, never half-used), rebuilds the network, verifies both digests and loads the weights
 with ``weights_only=True`` (detection passes its :class:`~medimg.networks.DetectorConfig`
 and builder); :func:`read_model_record` is the checked record alone, to tell a folder's task.
+
+A model package (``.medimg``, :mod:`medimg.packages`) goes through the same checks:
+:func:`open_model` reads a folder's ``model.json`` or a package (member hashes, signature,
+decryption: :func:`medimg.packages.read_package`) into one :class:`ModelSource`, and
+:func:`load_model_bundle` builds the bundle from either in one way -- record checks, settings,
+head, network, ``load_state_dict`` -- only the place the weights and the fingerprint are read
+from differs (``best.pt`` with ``weights_only=True``, or the package's safetensors).
+``ModelBundle.weights_sha256`` is a digest of the weights themselves (:func:`weights_sha256`:
+names, dtypes, shapes and bytes of every tensor), so a run folder and a package made from it
+have the same one whatever file holds them; prediction's resume key uses it.
 """
 
 from __future__ import annotations
 
-import dataclasses
+import hashlib
 import json
 import logging
-import re
-import types
-import typing
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -27,6 +34,13 @@ from typing import TYPE_CHECKING, Any
 from medimg.errors import CheckpointError, ConfigError, FingerprintError
 from medimg.evaluation.report import write_json
 from medimg.networks import DetectorConfig, NetworkConfig, build_network
+from medimg.training._record_checks import (
+    check_record,
+    describe_value,
+    inside,
+    read_record_file,
+    settings_from_json,
+)
 from medimg.training.checkpoint import load_checkpoint, sha256_file
 from medimg.training.record import to_jsonable
 from medimg.typing import PathLike
@@ -40,35 +54,28 @@ if TYPE_CHECKING:
 __all__ = [
     "MODEL_RECORD",
     "ModelBundle",
+    "ModelSource",
     "load_model_bundle",
+    "open_model",
     "read_model_record",
     "save_model_bundle",
+    "weights_sha256",
 ]
 
 logger = logging.getLogger(__name__)
 
 MODEL_RECORD = "model.json"
 
-_KEYS: Mapping[str, tuple[type, ...]] = types.MappingProxyType(
-    {
-        "network": (dict,),
-        "preprocess": (dict,),
-        "modality": (str,),
-        "outputs": (dict,),
-        "checkpoint": (str,),
-        "checkpoint_sha256": (str,),
-        "fingerprint": (str, type(None)),
-    }
-)
-"""The keys of ``model.json`` and their JSON types (``fingerprint_sha256`` is optional)."""
-
-_SHA256 = re.compile(r"[0-9a-f]{64}")
-_FILE_NAME = re.compile(r"[\w.-]+(/[\w.-]+)*")
-
 
 @dataclass(frozen=True)
 class ModelBundle:
-    """A trained network, in evaluation mode on the CPU, with what its inputs need."""
+    """A trained network, in evaluation mode on the CPU, with what its inputs need.
+
+    ``checkpoint_sha256`` is the record's digest of its weights file (``best.pt``, or a
+    package's ``weights.safetensors``); ``weights_sha256`` the digest of the weights
+    themselves (:func:`weights_sha256`), equal for a run folder and its package; ``source``
+    where the model was read from.
+    """
 
     model: torch.nn.Module
     network: NetworkConfig | DetectorConfig
@@ -78,6 +85,23 @@ class ModelBundle:
     fingerprint: Fingerprint | None
     checkpoint_sha256: str
     head: Any = None
+    weights_sha256: str = ""
+    source: ModelSource | None = None
+
+
+@dataclass(frozen=True)
+class ModelSource:
+    """A model's checked record and where it came from: a model folder or a package.
+
+    ``path`` is the folder (holding ``model.json``) or the package file; ``record`` its
+    ``model.json`` with every key checked; ``record_name`` names the record in messages;
+    ``package`` is the verified :class:`medimg.packages.ModelPackage` (``None`` for a folder).
+    """
+
+    path: Path
+    record: dict[str, Any]
+    record_name: str
+    package: Any = None
 
 
 _OLD_HEAD = "classifier.json"
@@ -119,33 +143,79 @@ def save_model_bundle(
     return write_json(record, folder / MODEL_RECORD, overwrite=True)
 
 
-def read_model_record(model_dir: PathLike) -> dict[str, Any]:
-    """``model_dir``'s ``model.json``, every key present and of its type (nothing loaded).
+def open_model(
+    source: PathLike | ModelSource,
+    *,
+    trust: Sequence[PathLike] | None = None,
+    passphrase: str | None = None,
+) -> ModelSource:
+    """The checked record of a model folder or a package (nothing built, no weight read).
 
-    Raises :class:`ConfigError` without ``model.json``, else as :func:`load_model_bundle`.
+    A package (:func:`medimg.packages.is_package`) is read and verified by
+    :func:`medimg.packages.read_package` with ``trust`` and ``passphrase``; a folder must hold
+    ``model.json``. A :class:`ModelSource` is returned as it is.
+
+    Raises
+    ------
+    ConfigError
+        When a folder holds no ``model.json``.
+    CheckpointError
+        When the record is damaged (as :func:`load_model_bundle`).
+    PackageError
+        When a package fails its checks (:func:`medimg.packages.read_package`).
     """
-    folder = Path(model_dir)
-    path = folder / MODEL_RECORD
-    if not path.is_file():
-        raise ConfigError(
-            f"model folder must hold {MODEL_RECORD}, got none in {folder}; train first"
-        )
-    return _read_record(path)
+    if isinstance(source, ModelSource):
+        return source
+    path = Path(source)
+    if path.is_file() and _is_package(path):
+        from medimg.packages import read_package
+
+        package = read_package(path, trust=trust, passphrase=passphrase)
+        name = f"{path}: member {MODEL_RECORD!r}"
+        fix = "the package is damaged or was made by another medimg: pack it again"
+        return ModelSource(path, check_record(package.record, name, fix), name, package)
+    record = path / MODEL_RECORD
+    if not record.is_file():
+        raise ConfigError(f"model folder must hold {MODEL_RECORD}, got none in {path}; train first")
+    return ModelSource(path, read_record_file(record), str(record))
+
+
+def _is_package(path: Path) -> bool:
+    from medimg.packages import is_package
+
+    return bool(is_package(path))
+
+
+def read_model_record(
+    model_dir: PathLike | ModelSource,
+    *,
+    trust: Sequence[PathLike] | None = None,
+    passphrase: str | None = None,
+) -> dict[str, Any]:
+    """The ``model.json`` of a model folder or package, every key present and of its type.
+
+    Raises as :func:`open_model` (:class:`ConfigError` for a folder without ``model.json``).
+    """
+    return open_model(model_dir, trust=trust, passphrase=passphrase).record
 
 
 def load_model_bundle(
-    model_dir: PathLike,
+    model_dir: PathLike | ModelSource,
     *,
     head_type: type[Any] | None = None,
     network_type: type[Any] = NetworkConfig,
     build: Callable[[Any], torch.nn.Module] = build_network,
+    trust: Sequence[PathLike] | None = None,
+    passphrase: str | None = None,
 ) -> ModelBundle:
-    """Rebuild the network of ``model_dir`` with its verified weights.
+    """Rebuild the network of a model folder or package with its verified weights.
 
-    With ``head_type`` (a task's settings dataclass) the record's ``head`` is checked field by
-    field and built into it (``ModelBundle.head``). The record's ``network`` is checked as a
-    ``network_type`` and the module built by ``build`` from it (default: a
-    :class:`~medimg.networks.NetworkConfig` and :func:`~medimg.networks.build_network`).
+    ``model_dir`` is a model folder, a package (read with ``trust`` and ``passphrase``, see
+    :func:`open_model`) or an opened :class:`ModelSource`. With ``head_type`` (a task's
+    settings dataclass) the record's ``head`` is checked field by field and built into it
+    (``ModelBundle.head``). The record's ``network`` is checked as a ``network_type`` and the
+    module built by ``build`` from it (default: a :class:`~medimg.networks.NetworkConfig` and
+    :func:`~medimg.networks.build_network`).
 
     Raises
     ------
@@ -156,33 +226,25 @@ def load_model_bundle(
         message names the file and the key), or the weights or the fingerprint are missing,
         replaced, damaged, not loadable with ``weights_only=True`` or do not fit the network;
         or ``head_type`` is given and the head is missing or not of it.
+    PackageError
+        When a package fails its checks.
     """
     from medimg.transforms import PreprocessConfig
 
-    folder = Path(model_dir)
-    path = folder / MODEL_RECORD
-    record = read_model_record(folder)
-    network = _settings(network_type, record["network"], path, "network")
-    preprocess = _settings(PreprocessConfig, record["preprocess"], path, "preprocess")
-    head = None if head_type is None else _head(folder, record, path, head_type)
+    source = open_model(model_dir, trust=trust, passphrase=passphrase)
+    record, name = source.record, source.record_name
+    network = settings_from_json(network_type, record["network"], name, "network")
+    preprocess = settings_from_json(PreprocessConfig, record["preprocess"], name, "preprocess")
+    head = None if head_type is None else _head(source, head_type)
     model = build(network)
-    checkpoint = _inside(folder, record["checkpoint"], path, "checkpoint")
-    # a truncated file is a CheckpointError from load_checkpoint; other OSErrors (EACCES, EIO)
-    # reach the caller as they are, so the CLI names the real cause
-    state = load_checkpoint(checkpoint, sha256=record["checkpoint_sha256"])
-    weights = state.get("model") if isinstance(state, dict) else None
-    if not isinstance(weights, Mapping):
-        raise CheckpointError(
-            f"checkpoint {checkpoint} must hold the network's weights under 'model', got "
-            f"{type(state).__name__} with keys {sorted(state) if isinstance(state, dict) else []}"
-        )
+    weights, where = _weights(source)
     try:
         model.load_state_dict(weights)
     except RuntimeError as exc:  # torch: missing, unexpected or differently shaped tensors
         first = str(exc).strip().splitlines()[:2]
         raise CheckpointError(
-            f"checkpoint {checkpoint} does not fit the network of {path} "
-            f"({' '.join(line.strip() for line in first)[:300]}); model.json and the weights "
+            f"{where} does not fit the network of {name} "
+            f"({' '.join(line.strip() for line in first)[:300]}); {MODEL_RECORD} and the weights "
             "come from different runs: train again or restore the folder"
         ) from None
     return ModelBundle(
@@ -191,18 +253,69 @@ def load_model_bundle(
         preprocess=preprocess,
         modality=record["modality"],
         outputs={int(k): v for k, v in record["outputs"].items()},
-        fingerprint=_fingerprint(folder, record, path),
+        fingerprint=_fingerprint(source),
         checkpoint_sha256=record["checkpoint_sha256"],
         head=head,
+        weights_sha256=weights_sha256(model.state_dict()),
+        source=source,
     )
 
 
-def _head(folder: Path, record: Mapping[str, Any], path: Path, head_type: type[Any]) -> Any:
+def weights_sha256(weights: Mapping[str, Any]) -> str:
+    """SHA-256 of a state dict's tensors: each name, dtype, shape and bytes, names sorted.
+
+    The digest of the weights, not of a file, so ``best.pt`` and a package's safetensors
+    holding the same tensors have the same one.
+
+    Examples
+    --------
+    >>> import torch
+    >>> a = weights_sha256({"w": torch.ones(2, 3), "b": torch.zeros(3)})
+    >>> a == weights_sha256({"b": torch.zeros(3), "w": torch.ones(2, 3).t().contiguous().t()})
+    True
+    >>> a == weights_sha256({"w": torch.ones(3, 2), "b": torch.zeros(3)})
+    False
+    """
+    import torch
+
+    digest = hashlib.sha256()
+    for name in sorted(weights):
+        tensor = torch.as_tensor(weights[name]).detach().cpu().contiguous()
+        header = f"{name}\0{str(tensor.dtype).removeprefix('torch.')}\0{list(tensor.shape)}\0"
+        digest.update(header.encode())
+        digest.update(tensor.reshape(-1).view(torch.uint8).numpy().tobytes())
+    return digest.hexdigest()
+
+
+def _weights(source: ModelSource) -> tuple[Mapping[str, Any], str]:
+    """The state dict of the model and where it was read (for messages)."""
+    if source.package is not None:
+        where = f"package {source.path} member {source.record['checkpoint']!r}"
+        state = source.package.state_dict()
+        if not isinstance(state, Mapping):
+            raise CheckpointError(f"weights {where} must be a state dict; pack the model again")
+        return state, where
+    checkpoint = inside(source.path, source.record["checkpoint"], source.record_name,
+                         "checkpoint")  # fmt: skip
+    # a truncated file is a CheckpointError from load_checkpoint; other OSErrors (EACCES, EIO)
+    # reach the caller as they are, so the CLI names the real cause
+    state = load_checkpoint(checkpoint, sha256=source.record["checkpoint_sha256"])
+    weights = state.get("model") if isinstance(state, dict) else None
+    if not isinstance(weights, Mapping):
+        raise CheckpointError(
+            f"checkpoint {checkpoint} must hold the network's weights under 'model', got "
+            f"{type(state).__name__} with keys {sorted(state) if isinstance(state, dict) else []}"
+        )
+    return weights, f"checkpoint {checkpoint}"
+
+
+def _head(source: ModelSource, head_type: type[Any]) -> Any:
     """The record's ``head`` (or an older folder's ``classifier.json``) as ``head_type``."""
-    fix = "the model folder is damaged, was edited or is of another task: train again"
-    where, values = path, record.get("head")
-    old = folder / _OLD_HEAD
-    if values is None and old.is_file():
+    fix = "the model is damaged, was edited or is of another task: train again"
+    where: object = source.record_name
+    values = source.record.get("head")
+    old = source.path / _OLD_HEAD
+    if values is None and source.package is None and old.is_file():
         where = old
         try:
             values = json.loads(old.read_text(encoding="utf-8"))
@@ -211,184 +324,47 @@ def _head(folder: Path, record: Mapping[str, Any], path: Path, head_type: type[A
     if not isinstance(values, dict):
         raise CheckpointError(
             f"{where}: key 'head' must be an object of {head_type.__name__} settings, got "
-            f"{_kind(values)}; {fix}"
+            f"{describe_value(values)}; {fix}"
         )
-    return _settings(head_type, values, where, "head")
+    return settings_from_json(head_type, values, where, "head")
 
 
-def _read_record(path: Path) -> dict[str, Any]:
-    """``model.json`` parsed, with every key present and of its type."""
-    from medimg.modality import lookup_modality
-
-    fix = "the model folder is damaged or was edited: train again or restore it"
-    try:
-        record = json.loads(path.read_text(encoding="utf-8"))
-    except UnicodeDecodeError as exc:
-        raise CheckpointError(f"{path}: must be UTF-8 JSON, got {exc.reason}; {fix}") from None
-    except json.JSONDecodeError as exc:
-        raise CheckpointError(
-            f"{path}: not valid JSON ({exc.msg} at line {exc.lineno} column {exc.colno}); {fix}"
-        ) from None
-    if not isinstance(record, dict):
-        raise CheckpointError(f"{path}: must hold a JSON object, got {_kind(record)}; {fix}")
-    missing = [key for key in _KEYS if key not in record]
-    if missing:
-        raise CheckpointError(f"{path}: missing key{'s' * (len(missing) > 1)} "
-                              f"{', '.join(map(repr, missing))}; {fix}")  # fmt: skip
-    for key, kinds in _KEYS.items():
-        if not isinstance(record[key], kinds):
-            raise CheckpointError(
-                f"{path}: key {key!r} must be {' or '.join(_JSON_NAMES[k] for k in kinds)}, "
-                f"got {_kind(record[key])}; {fix}"
-            )
-    for key in ("checkpoint_sha256", "fingerprint_sha256"):
-        if key in record and not (isinstance(record[key], str) and _SHA256.fullmatch(record[key])):
-            raise CheckpointError(
-                f"{path}: key {key!r} must be 64 lowercase hex digits, got {record[key]!r}; {fix}"
-            )
-    for k, v in record["outputs"].items():
-        if not (k.isdigit() and isinstance(v, str)):
-            raise CheckpointError(
-                f"{path}: key 'outputs' must map output indices to names, got {k!r}: {v!r}; {fix}"
-            )
-    try:
-        lookup_modality(record["modality"])
-    except ValueError as exc:
-        raise CheckpointError(f"{path}: key 'modality': {exc}; {fix}") from None
-    return record
-
-
-_JSON_NAMES = {dict: "an object", str: "a string", type(None): "null"}
-
-
-def _kind(value: object) -> str:
-    text = json.dumps(value)
-    return f"{type(value).__name__} {text if len(text) <= 40 else text[:37] + '...'}"
-
-
-def _inside(folder: Path, name: str, path: Path, key: str) -> Path:
-    """``folder / name``, refused unless ``name`` is a plain relative path inside the folder.
-
-    A record must stay portable (no absolute path, no ``..``), and a name the file system
-    cannot hold (over 255 bytes a part, odd characters) is refused here rather than by ``stat``.
-    """
-    relative = Path(name)
-    if (
-        not _FILE_NAME.fullmatch(name)
-        or ".." in relative.parts
-        or any(len(part.encode()) > 255 for part in relative.parts)
-    ):
-        raise CheckpointError(
-            f"{path}: key {key!r} must name a file inside {folder} (letters, digits, '_', "
-            f"'-', '.', '/' between folders), got {_kind(name)}"
-        )
-    return folder / relative
-
-
-def _fingerprint(folder: Path, record: Mapping[str, Any], path: Path) -> Fingerprint | None:
+def _fingerprint(source: ModelSource) -> Fingerprint | None:
     from medimg.fingerprint import Fingerprint
 
+    record, path = source.record, source.record_name
     if record["fingerprint"] is None:
         return None
-    fp_path = _inside(folder, record["fingerprint"], path, "fingerprint")
-    if not fp_path.is_file():
-        raise CheckpointError(
-            f"fingerprint {fp_path} named by {path} not found; restore it or train again"
-        )
+    if source.package is not None:
+        where = f"{source.path}: member {record['fingerprint']!r}"
+        text = source.package.fingerprint_json
+        if text is None:
+            raise CheckpointError(f"{where} named by {path} is missing; pack the model again")
+        data = text.encode("utf-8") if isinstance(text, str) else bytes(text)
+    else:
+        fp_path = inside(source.path, record["fingerprint"], path, "fingerprint")
+        where = str(fp_path)
+        if not fp_path.is_file():
+            raise CheckpointError(
+                f"fingerprint {fp_path} named by {path} not found; restore it or train again"
+            )
+        data = fp_path.read_bytes()
     expected = record.get("fingerprint_sha256")
     if expected is None:
         logger.warning("%s records no fingerprint_sha256 (older medimg); %s is not verified",
-                       path, fp_path)  # fmt: skip
-    elif (found := sha256_file(fp_path)) != expected:
+                       path, where)  # fmt: skip
+    elif (found := hashlib.sha256(data).hexdigest()) != expected:
         raise CheckpointError(
-            f"fingerprint {fp_path} has SHA-256 {found}, expected {expected} (recorded in {path}); "
+            f"fingerprint {where} has SHA-256 {found}, expected {expected} (recorded in {path}); "
             "it was replaced or damaged: restore it or train again"
         )
     try:
-        return Fingerprint.from_json(fp_path.read_text(encoding="utf-8"))
+        return Fingerprint.from_json(data.decode("utf-8"))
     except FingerprintError as exc:
         raise CheckpointError(
-            f"fingerprint {fp_path} cannot be read: {exc.reason}; restore it or train again"
+            f"fingerprint {where} cannot be read: {exc.reason}; restore it or train again"
         ) from None
     except UnicodeDecodeError as exc:
         raise CheckpointError(
-            f"fingerprint {fp_path} cannot be read: not UTF-8 text ({exc}); "
-            "restore it or train again"
+            f"fingerprint {where} cannot be read: not UTF-8 text ({exc}); restore it or train again"
         ) from None
-
-
-def _settings(cls: type[Any], values: Mapping[str, Any], path: Path, key: str) -> Any:
-    """``cls(**values)`` for a settings dataclass, each field's JSON value checked first."""
-    hints = typing.get_type_hints(cls)
-    fields = {f.name: f for f in dataclasses.fields(cls)}
-    unknown = sorted(set(values) - set(fields))
-    if unknown:
-        raise CheckpointError(
-            f"{path}: {key}.{unknown[0]} is not a setting of {cls.__name__} "
-            f"(valid: {', '.join(fields)})"
-        )
-    required = [n for n, f in fields.items() if f.default is dataclasses.MISSING
-                and f.default_factory is dataclasses.MISSING]  # fmt: skip
-    missing = [name for name in required if name not in values]
-    if missing:
-        raise CheckpointError(f"{path}: {key}.{missing[0]} is missing")
-    converted = {}
-    for name, value in values.items():
-        try:
-            converted[name] = _as_type(value, hints[name])
-        except TypeError as exc:
-            raise CheckpointError(
-                f"{path}: {key}.{name} must be {exc}, got {_kind(value)}"
-            ) from None
-    try:
-        return cls(**converted)
-    except ConfigError as exc:
-        raise CheckpointError(f"{path}: {key}: {exc}") from None
-
-
-def _as_type(value: Any, hint: Any) -> Any:
-    """``value`` as the type ``hint`` (JSON lists become tuples); TypeError names the type."""
-    origin, args = typing.get_origin(hint), typing.get_args(hint)
-    if origin in (typing.Union, types.UnionType):
-        for option in args:
-            try:
-                return _as_type(value, option)
-            except TypeError:
-                continue
-        raise TypeError(" or ".join(_type_name(a) for a in args))
-    if origin is typing.Literal:
-        if value in args:
-            return value
-        raise TypeError(f"one of {', '.join(map(repr, args))}")
-    if origin is tuple:
-        if not isinstance(value, list | tuple):
-            raise TypeError(_type_name(hint))
-        items = args[:1] * len(value) if len(args) == 2 and args[1] is Ellipsis else args
-        if len(items) != len(value):
-            raise TypeError(_type_name(hint))
-        try:
-            return tuple(_as_type(v, t) for v, t in zip(value, items, strict=True))
-        except TypeError:
-            raise TypeError(_type_name(hint)) from None
-    if hint is type(None):
-        if value is None:
-            return None
-    elif hint is float:
-        if isinstance(value, int | float) and not isinstance(value, bool):
-            return float(value)
-    elif isinstance(hint, type) and isinstance(value, hint):
-        if not (hint is int and isinstance(value, bool)):
-            return value
-    raise TypeError(_type_name(hint))
-
-
-def _type_name(hint: Any) -> str:
-    origin, args = typing.get_origin(hint), typing.get_args(hint)
-    if origin is tuple:
-        if len(args) == 2 and args[1] is Ellipsis:
-            return f"a list of {_type_name(args[0])}"
-        return f"a list of {len(args)} ({', '.join(_type_name(a) for a in args)})"
-    if origin is typing.Literal:
-        return f"one of {', '.join(map(repr, args))}"
-    names = {int: "int", float: "number", str: "string", bool: "bool", type(None): "null"}
-    return names.get(hint, str(hint))
