@@ -2,7 +2,10 @@
 
 ``load_dicom_series(folder, rules=...)`` reads the one volume a folder's selection rules pick;
 ``read_dicom_header`` gives its grid from headers only; ``scan_dicom_folder`` lists every volume
-candidate with the reasons for splits and files left out.
+candidate with the reasons for splits and files left out. Siemens MOSAIC files are unpacked
+into slices (:mod:`medimg.io.dicom._mosaic`); the time points of a 4D series are read as one
+``(T, X, Y, Z)`` volume, time as channels, by ``read_4d(group)`` for each group of
+``time_groups(scan.series)``.
 
 Decoders
 --------
@@ -17,6 +20,7 @@ JPEG-LS.
 
 from __future__ import annotations
 
+from medimg.io.dicom._fourd import read_4d, time_groups
 from medimg.io.dicom.assembly import assemble_volume
 from medimg.io.dicom.discovery import DicomScan, DicomSeries, scan_dicom_folder
 from medimg.io.dicom.options import DicomReadOptions
@@ -30,8 +34,10 @@ __all__ = [
     "SelectionRules",
     "assemble_volume",
     "load_dicom_series",
+    "read_4d",
     "read_dicom_header",
     "read_series",
     "scan_dicom_folder",
     "select_series",
+    "time_groups",
 ]

@@ -58,6 +58,11 @@ class DicomFrame:
         Header values that are present but unusable (non-numeric, non-finite, non-positive
         spacing, orientation vectors not unit or not orthogonal...) and file-level problems
         from :func:`~medimg.io.dicom._validity.header_problems`; any refuses the series.
+    tile : tuple of 2 int or None
+        For one slice of a Siemens MOSAIC file: the (row, column) of its first pixel in the
+        mosaic (``rows`` x ``columns`` is then the tile's size); ``None`` otherwise.
+    acquired : str
+        AcquisitionTime (or AcquisitionDateTime), to split repeated positions in time.
     """
 
     path: Path
@@ -79,13 +84,26 @@ class DicomFrame:
     dataset: Any = field(compare=False, repr=False)
     missing: tuple[str, ...] = ()
     problems: tuple[str, ...] = ()
+    tile: tuple[int, int] | None = None
+    acquired: str = ""
 
     @property
     def name(self) -> str:
-        """File name, with the frame number for a multi-frame file."""
+        """File name, with the frame (or mosaic tile) number for a multi-image file."""
+        if self.tile is not None:
+            return f"{self.path.name}[slice {self.instance_in_file + 1}]"
         if self.frame_index is None:
             return self.path.name
         return f"{self.path.name}[frame {self.frame_index + 1}]"
+
+    @property
+    def instance_in_file(self) -> int:
+        """0-based index of a mosaic tile (row-major in the tile grid), else of the frame."""
+        if self.tile is None:
+            return self.frame_index or 0
+        row0, col0 = self.tile
+        per_row = max(1, int(self.dataset.get("Columns", 1) or 1) // max(1, self.columns))
+        return (row0 // max(1, self.rows)) * per_row + col0 // max(1, self.columns)
 
 
 _UNIT_TOLERANCE = 1e-3  # |1 - length| of a direction cosine vector, and |row . column|
@@ -253,6 +271,7 @@ def _single(ds: Any, path: Path, file_problems: Sequence[str]) -> DicomFrame:
         dataset=ds,
         missing=missing,
         problems=tuple(problems),
+        acquired=_text(ds.get("AcquisitionTime")) or _text(ds.get("AcquisitionDateTime")),
     )
 
 
@@ -346,6 +365,10 @@ def frames_of(ds: Any, path: Path, file_problems: Sequence[str] = ()) -> list[Di
         return _enhanced(ds, path, file_problems)
     n_frames = int(_number(ds.get("NumberOfFrames"), 1.0))
     frame = _single(ds, path, file_problems)
+    if n_frames <= 1 and "MOSAIC" in (t.upper() for t in frame.image_type):
+        from medimg.io.dicom._mosaic import mosaic_frames
+
+        return mosaic_frames(frame)
     if n_frames <= 1:
         return [frame]
     return [replace(frame, frame_index=i, instance=i + 1) for i in range(n_frames)]

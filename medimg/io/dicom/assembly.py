@@ -18,9 +18,9 @@ from numpy.typing import NDArray
 
 from medimg.errors import DicomSeriesError, ImageTooLargeError
 from medimg.io.dicom._frames import DicomFrame
+from medimg.io.dicom._series import DicomSeries
 from medimg.io.dicom._validity import convert_errors
 from medimg.io.dicom.checks import StackGeometry, stack_geometry
-from medimg.io.dicom.discovery import DicomSeries
 from medimg.io.dicom.options import DicomReadOptions
 from medimg.io.geometry import SourceGeometry, lps_to_ras
 from medimg.io.volume import Volume
@@ -124,6 +124,9 @@ def _read_stack(frames: tuple[DicomFrame, ...], label: str) -> NDArray[Any]:
                 cache.clear()  # single-frame files: keep one at a time
             cache[key] = decode_frames(frame.dataset, f"{label}: {frame.path.name}")
         pixels = cache[key][frame.frame_index or 0]
+        if frame.tile is not None:  # one slice of a Siemens mosaic
+            row0, col0 = frame.tile
+            pixels = pixels[row0 : row0 + frame.rows, col0 : col0 + frame.columns]
         if out is None:
             out = np.empty((len(frames), first.rows, first.columns), dtype=pixels.dtype)
         out[k] = pixels
@@ -223,9 +226,10 @@ def assemble_volume(series: DicomSeries, options: DicomReadOptions | None = None
     array = values.transpose(2, 1, 0)  # (slices, rows, columns) -> (X=columns, Y=rows, Z)
     affine_lps = geometry.affine_lps
     if geometry.needs_resampling:
-        from medimg.io.dicom.resample import resample_stack
+        from medimg.io.dicom.resample import background_value, resample_stack
 
-        array, affine_lps = resample_stack(array, geometry)
+        fill = background_value(series.modality)
+        array, affine_lps = resample_stack(array, geometry, fill=fill)
     affine = lps_to_ras(affine_lps)
     source = SourceGeometry(
         path=series.folder,

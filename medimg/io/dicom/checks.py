@@ -80,14 +80,6 @@ def _distinct(values: list[Any], frames: tuple[DicomFrame, ...], limit: int = 4)
 
 def _check_uniform(series: DicomSeries, options: DicomReadOptions) -> None:
     frames = series.frames
-    if any("MOSAIC" in (t.upper() for t in f.image_type) for f in frames):
-        raise _fail(
-            series,
-            "a volume must be stored one slice per image; these are Siemens MOSAIC images "
-            "(many slices tiled in one image), which medimg does not unpack",
-            "mosaic not supported: convert this series with dcm2niix, or export it from the "
-            "scanner as one slice per image",
-        )
     sizes = [(f.rows, f.columns) for f in frames]
     if len(set(sizes)) > 1:
         raise _fail(
@@ -112,15 +104,49 @@ def _check_uniform(series: DicomSeries, options: DicomReadOptions) -> None:
             f"all slices must have one PixelSpacing, found {_distinct(spacings, frames)}",
             "the series cannot be stacked on one grid",
         )
-    if len(frames) < options.min_slices:
+    if len(frames) < options.min_slices and not _true_single_slice(frames):
+        hint = _partial_hint(frames)
         raise _fail(
             series,
             f"a volume needs at least {options.min_slices} slices, found {len(frames)} "
-            f"({', '.join(f.name for f in frames[:4])})",
+            f"({', '.join(f.name for f in frames[:4])}){hint}",
             "too few slices to check the slice spacing (a localizer or a partial series?); "
             "copy the missing files, or read with min_slices="
             f"{len(frames)} if this really is the whole volume",
         )
+
+
+def _number_of(frame: DicomFrame, keyword: str) -> int | None:
+    try:
+        value = frame.dataset.get(keyword)
+        return int(value) if value not in (None, "") else None
+    except (TypeError, ValueError):
+        return None
+
+
+def _true_single_slice(frames: tuple[DicomFrame, ...]) -> bool:
+    """One image that is the whole series (as dcm2niix converts it), not one left of many.
+
+    It is when ImagesInAcquisition (0020,1002) is 1, or, that tag absent, when its
+    InstanceNumber is 1 (or absent): an image numbered 112 is one slice of a longer series.
+    """
+    if len(frames) != 1 or frames[0].frame_index is not None:
+        return False
+    images = _number_of(frames[0], "ImagesInAcquisition")
+    if images is not None:
+        return images == 1
+    instance = _number_of(frames[0], "InstanceNumber")
+    return instance is None or instance <= 1
+
+
+def _partial_hint(frames: tuple[DicomFrame, ...]) -> str:
+    images = _number_of(frames[0], "ImagesInAcquisition")
+    instance = _number_of(frames[0], "InstanceNumber")
+    if images is not None and images > len(frames):
+        return f"; ImagesInAcquisition (0020,1002) says the acquisition has {images}"
+    if len(frames) == 1 and instance is not None and instance > 1:
+        return f"; its InstanceNumber (0020,0013) is {instance}: one image of a longer series"
+    return ""
 
 
 def _normal(frame: DicomFrame) -> NDArray[np.float64]:
@@ -228,21 +254,27 @@ def stack_geometry(series: DicomSeries, options: DicomReadOptions) -> StackGeome
     tilt = float(np.degrees(np.arccos(np.clip(abs(span @ normal) / np.linalg.norm(span), 0, 1))))
     affine[:3, 2] = span / (len(frames) - 1)
     uneven = _uneven_reason(offsets, options)
+    problems: list[str] = []
+    fixes: list[str] = []
     if tilt > options.tilt_tolerance_deg and options.gantry_tilt == "error":
         drift = float(np.linalg.norm(span - (span @ normal) * normal))
-        raise _fail(
-            series,
+        problems.append(
             f"slices must be stacked along their normal, found a gantry tilt of {tilt:.2f} "
-            f"degrees (the slice positions drift {drift:.1f} mm sideways across the stack)",
+            f"degrees (the slice positions drift {drift:.1f} mm sideways across the stack)"
+        )
+        fixes.append(
             "read with gantry_tilt='resample' to resample onto an orthogonal grid "
-            "(medimg convert --resample-tilt)",
+            "(medimg convert --resample-tilt)"
         )
     if uneven and options.uneven_spacing == "error":
-        raise _fail(
-            series,
-            uneven,
+        problems.append(uneven)
+        fixes.append(
             "copy the missing slices, or read with uneven_spacing='resample' to interpolate "
-            "onto an even grid (medimg convert --resample-uneven)",
+            "onto an even grid (medimg convert --resample-uneven)"
         )
+    if problems:
+        # every problem at once: a tilted series with gaps names both options in one message
+        what = problems[0] if len(problems) == 1 else "; and ".join(problems)
+        raise _fail(series, what, "; ".join(fixes) if len(fixes) == 1 else " and ".join(fixes))
     tilt_kept = tilt if tilt > options.tilt_tolerance_deg else 0.0
     return StackGeometry(tuple(frames), affine, offsets, tilt_kept, uneven)

@@ -6,7 +6,9 @@ its slice step the median distance between slice planes. A gantry tilt only shif
 within its own plane, so it is undone by an in-plane (bilinear) shift, as dcm2niix and
 dicom2nifti do, and the grid grows to hold the shifted slices. A target slice in a gap
 (a missing slice) is interpolated linearly between the two slices that bracket it. Points
-outside the stack get the stack's minimum (air for CT).
+outside the stack get the modality's background (:func:`background_value`): air, -1024 HU,
+for CT and 0 otherwise, never the stack's minimum (which may be a scanner's padding value or
+a dark artefact).
 """
 
 from __future__ import annotations
@@ -18,13 +20,27 @@ from numpy.typing import NDArray
 
 from medimg.io.dicom.checks import StackGeometry
 
-__all__ = ["resample_stack", "resampled_grid"]
+__all__ = ["background_value", "resample_stack", "resampled_grid"]
 
 logger = logging.getLogger(__name__)
 
 
+_BACKGROUND = {"CT": -1024.0}  # air in HU; other modalities: 0 (no signal)
+
+
+def background_value(modality: str) -> float:
+    """Value of voxels outside the source stack: -1024 (air, HU) for CT, else 0.
+
+    Examples
+    --------
+    >>> background_value("CT"), background_value("MR")
+    (-1024.0, 0.0)
+    """
+    return _BACKGROUND.get(modality.upper(), 0.0)
+
+
 def resample_stack(
-    stack: NDArray[np.generic], geometry: StackGeometry
+    stack: NDArray[np.generic], geometry: StackGeometry, *, fill: float = 0.0
 ) -> tuple[NDArray[np.float32], NDArray[np.float64]]:
     """Resample ``stack`` (columns, rows, slices) onto an orthogonal grid with an even step.
 
@@ -34,6 +50,8 @@ def resample_stack(
         Slices in the order of ``geometry.frames``.
     geometry : StackGeometry
         Where each slice lies.
+    fill : float
+        Value of target voxels outside the stack (see :func:`background_value`).
 
     Returns
     -------
@@ -51,7 +69,6 @@ def resample_stack(
     t_k = rel @ normal  # slice offsets along the normal
     a_k, b_k = rel @ cosines[:3], rel @ cosines[3:]  # in-plane shift of each slice origin
     (n_x, n_y, n_z), affine = resampled_grid(geometry)
-    fill = float(stack.min())
     source = stack.astype(np.float32, copy=False)
     out = np.empty((n_x, n_y, n_z), dtype=np.float32)
     ii, jj = np.meshgrid(np.arange(n_x), np.arange(n_y), indexing="ij")

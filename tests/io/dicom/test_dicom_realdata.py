@@ -89,12 +89,6 @@ def test_matches_dicom2nifti_ground_truth(realdata, case):
         np.testing.assert_allclose(geometry.affine, volume.affine, atol=1e-9)
 
 
-def test_siemens_mosaic_refused(realdata):
-    folder = realdata / "dicom" / "dicom2nifti" / "siemens" / "fmri" / "001"
-    with pytest.raises(DicomSeriesError, match=r"MOSAIC images .* mosaic not supported"):
-        load_dicom_series(folder)
-
-
 def test_single_slice_refused_by_default(realdata):
     folder = realdata / "dicom" / "dicom2nifti" / "ge" / "anatomical" / "001_single_slice"
     with pytest.raises(DicomSeriesError, match=r"needs at least 3 slices, found 1"):
