@@ -26,11 +26,9 @@ from medimg.evaluation.classification import (
 )
 from medimg.evaluation.detection import (
     LUNA16_FP_RATES,
-    PUBLISHED_LUNA16,
     Detection,
     FrocResult,
     Lesion,
-    PublishedFroc,
     ScanFindings,
     WorldBox,
     froc,
@@ -56,6 +54,7 @@ from medimg.evaluation.lesions import (
     summarize_lesions,
     world_box_to_voxel,
 )
+from medimg.evaluation.published import PUBLISHED_LUNA16, PublishedFroc
 from medimg.evaluation.report import CSV_COLUMNS, summarize, write_case_csv, write_json
 from medimg.evaluation.segmentation import (
     CaseScores,

@@ -44,11 +44,9 @@ from medimg.errors import ConfigError, GeometryError
 
 __all__ = [
     "LUNA16_FP_RATES",
-    "PUBLISHED_LUNA16",
     "Detection",
     "FrocResult",
     "Lesion",
-    "PublishedFroc",
     "ScanFindings",
     "WorldBox",
     "froc",
@@ -379,30 +377,3 @@ def _bootstrap(
     lo, hi = np.nanpercentile(draws, q, axis=0)
     cpm_lo, cpm_hi = np.nanpercentile(draws.mean(axis=1), q)
     return tuple(zip(lo.tolist(), hi.tolist(), strict=True)), (float(cpm_lo), float(cpm_hi))
-
-
-@dataclass(frozen=True, kw_only=True)
-class PublishedFroc:
-    """A FROC published by others, to print or draw beside ours, never as measured here."""
-
-    name: str
-    source: str
-    cpm: float
-    sensitivities: tuple[float, ...] | None = None
-    fp_rates: tuple[float, ...] = LUNA16_FP_RATES
-
-
-PUBLISHED_LUNA16: tuple[PublishedFroc, ...] = (
-    PublishedFroc(
-        name="MONAI RetinaNet, LUNA16 10-fold",
-        source="MONAI tutorials, detection/README (published, real data)",
-        sensitivities=(0.835, 0.885, 0.931, 0.957, 0.974, 0.983, 0.988),
-        cpm=(0.835 + 0.885 + 0.931 + 0.957 + 0.974 + 0.983 + 0.988) / 7,
-    ),
-    PublishedFroc(
-        name="nnDetection, LUNA16",
-        source="Baumgartner et al., MICCAI 2021 (published, real data)",
-        cpm=0.93,
-    ),
-)
-"""Published LUNA16 figures on real data (issue 13's anchors); not measured by medimg."""

@@ -18,7 +18,8 @@ from medimg.io.writing import atomic_path
 from medimg.typing import PathLike
 
 if TYPE_CHECKING:
-    from medimg.evaluation.detection import Detection, FrocResult, Lesion, PublishedFroc
+    from medimg.evaluation.detection import Detection, FrocResult, Lesion
+    from medimg.evaluation.published import PublishedFroc
 
 __all__ = [
     "representative_slices",
@@ -222,7 +223,7 @@ def save_froc_figure(
         Output ``.png``.
     published : sequence of PublishedFroc
         Figures published by others (e.g.
-        :data:`~medimg.evaluation.detection.PUBLISHED_LUNA16`), drawn grey and dashed and
+        :data:`~medimg.evaluation.published.PUBLISHED_LUNA16`), drawn grey and dashed and
         labelled "published", never as measured; one with only a CPM is listed in the legend.
     title : str
         Figure title.
