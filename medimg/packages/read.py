@@ -150,6 +150,37 @@ class ModelPackage:
                 f"{self.path}: member {WEIGHTS!r} is no safetensors file ({exc}); {_FIX}"
             ) from None
 
+    def check_input(
+        self, source: object, *, modality: str, channels: int, spatial_dims: int
+    ) -> None:
+        """Refuse an input that does not meet ``contract.json`` (modality, channels, 2D/3D).
+
+        ``source`` names the input (a file, or a manifest) in the message.
+
+        Raises
+        ------
+        PackageError
+            Naming the package, ``contract.json``, the field, what it expects and what
+            ``source`` has.
+        """
+        expected = {"modality": self.contract.get("modality"),
+                    "channels": self.contract.get("channels"),
+                    "spatial_dims": self.contract.get("spatial_dims")}  # fmt: skip
+        found = {"modality": modality, "channels": channels, "spatial_dims": spatial_dims}
+        for field_name, want in expected.items():
+            have = found[field_name]
+            same = (
+                str(have).upper() == str(want).upper()
+                if field_name == "modality"
+                else (have == want)
+            )
+            if not same:
+                raise PackageError(
+                    f"{source} does not meet the input contract of {self.path} (member "
+                    f"'contract.json' field {field_name!r}: the model takes {want}, got {have}); "
+                    "use a model trained for this input"
+                )
+
     def onnx_bytes(self) -> bytes | None:
         """The ONNX network (decrypted), or None when the package has none."""
         return self._plain(ONNX) if ONNX in self._data else None

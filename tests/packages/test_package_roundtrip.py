@@ -198,3 +198,20 @@ def test_keygen_writes_a_private_key_only_its_owner_reads(
     assert pair.fingerprint.startswith("ed25519:")
     with pytest.raises(OutputExistsError, match=r"medimg-signing\.pem: exists; a signing key"):
         generate_keypair(pair.private.parent)
+
+
+def test_input_contract_is_checked(run_dir: Path, tmp_path: Path) -> None:
+    package = read_package(pack_model(run_dir, tmp_path / "c.medimg"), trust=[])
+    package.check_input("case.nii.gz", modality="ct", channels=1, spatial_dims=3)
+    for field, values, want, got in [
+        ("modality", {"modality": "MR"}, "CT", "MR"),
+        ("channels", {"channels": 2}, "1", "2"),
+        ("spatial_dims", {"spatial_dims": 2}, "3", "2"),
+    ]:
+        given = {"modality": "CT", "channels": 1, "spatial_dims": 3, **values}
+        with pytest.raises(
+            PackageError,
+            match=rf"case\.nii\.gz does not meet the input contract of .*c\.medimg \(member "
+            rf"'contract\.json' field '{field}': the model takes {want}, got {got}\)",
+        ):
+            package.check_input("case.nii.gz", **given)  # type: ignore[arg-type]
