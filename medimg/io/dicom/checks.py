@@ -11,6 +11,7 @@ angles) and how to fix it.
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -172,11 +173,32 @@ def _check_duplicates(series: DicomSeries, frames: list[DicomFrame], proj: Any) 
     raise _fail(
         series,
         f"each slice position must be unique, found {len(same)} slices at LPS position "
-        f"{position} mm ({', '.join(same[:6])}){copies}; {int(dup.size)} repeated "
+        f"{position} mm ({', '.join(same[:6])}){copies}{_how_they_differ(at)}; "
+        f"{int(dup.size)} repeated "
         "position(s) in all",
         "this is not one volume (repeated acquisitions without a temporal position or "
         "acquisition number to separate them, or copied files): remove the duplicates",
     )
+
+
+_IDENTITY = ("SeriesNumber", "ImageType", "AcquisitionNumber", "AcquisitionTime")
+
+
+def _how_they_differ(frames: list[DicomFrame]) -> str:
+    """``; they differ in ImageType (A vs B)`` for the identity fields that differ ('' if none)."""
+    parts = []
+    for keyword in _IDENTITY:
+        values = []
+        for frame in frames:
+            raw = frame.dataset.get(keyword)
+            many = isinstance(raw, Sequence) and not isinstance(raw, str)
+            text = "\\".join(str(v) for v in raw) if many else str(raw)
+            text = "(absent)" if raw is None else text
+            if text not in values:
+                values.append(text)
+        if len(values) > 1:
+            parts.append(f"{keyword} ({' vs '.join(values[:3])})")
+    return f"; they differ in {', '.join(parts)}" if parts else ""
 
 
 def _uneven_reason(proj: NDArray[np.float64], options: DicomReadOptions) -> str:
