@@ -44,8 +44,9 @@ def register(sub: Any) -> None:
         "JSON sidecar of acquisition metadata (no patient-identifying fields unless "
         "--keep-phi). A series that fails its checks or is refused (truncated file, invalid "
         "header value, slice without geometry: see 'medimg dicom ls') is reported on an "
-        "'error:' line and not written; the others still convert. Exit 1 if any failed, 2 on "
-        "a usage error or a folder without DICOM images.",
+        "'error:' line and not written; the others still convert. A 4D series (fMRI, diffusion, "
+        "Siemens mosaics included) is written as one 4D NIfTI, time the 4th axis, unless "
+        "--split-4d. Exit 1 if any failed, 2 on a usage error or a folder without DICOM images.",
     )
     convert.add_argument("folder", metavar="DICOM_DIR")
     convert.add_argument("out_dir", metavar="OUT_DIR")
@@ -62,6 +63,12 @@ def register(sub: Any) -> None:
         "--resample-uneven",
         action="store_true",
         help="interpolate series with missing or uneven slices instead of refusing them",
+    )
+    convert.add_argument(
+        "--split-4d",
+        action="store_true",
+        help="write each time point of a 4D series (fMRI, diffusion) to its own file, "
+        "<stem>_t001.nii.gz, <stem>_t002.nii.gz... (default: one 4D file per series)",
     )
     convert.add_argument(
         "--min-slices", type=positive_int, default=3, help="fewest slices of a volume (default 3)"
@@ -105,8 +112,12 @@ def run_ls(args: argparse.Namespace) -> int:
             f"{len(s.frames):4d} images  {_size(s):>13s}  {_spacing(s):>20s}  "
             f"{series_orientation(s)}"
         )
+        if s.is_mosaic:
+            files = len({f.path for f in s.frames})
+            print(f"        MOSAIC: {files} Siemens mosaic file(s) unpacked into slices")
         if s.n_parts > 1:
-            print(f"        volume {s.part} of {s.n_parts}: {s.split_reason}")
+            time = f", time point {s.time_point} of {s.time_points}" if s.time_point else ""
+            print(f"        volume {s.part} of {s.n_parts}{time}: {s.split_reason}")
         for note in s.notes:
             print(f"        {note}")
         if s.refused:
@@ -139,7 +150,12 @@ def run_convert(args: argparse.Namespace) -> int:
         max_bytes=args.max_bytes,
     )
     result = convert_dicom_folder(
-        args.folder, args.out_dir, options=options, keep_phi=args.keep_phi, overwrite=args.force
+        args.folder,
+        args.out_dir,
+        options=options,
+        keep_phi=args.keep_phi,
+        overwrite=args.force,
+        split_4d=args.split_4d,
     )
     for path in result.written:
         print(f"wrote {path}")
