@@ -1,0 +1,249 @@
+"""The versioned API: ``/v1/models`` and ``/v1/jobs``."""
+
+from __future__ import annotations
+
+import logging
+import shutil
+import time
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, Depends, HTTPException, Query, Request, Response
+from fastapi.responses import FileResponse, JSONResponse
+from starlette.concurrency import run_in_threadpool
+from starlette.datastructures import UploadFile
+
+from medimg.serve._http import read_form, require_token
+from medimg.serve.errors import UploadError
+from medimg.serve.settings import ServeSettings
+from medimg.serve.store import AdmissionError, Job, JobStore, new_job_id
+from medimg.serve.uploads import UploadLimits, check_upload
+
+__all__ = ["router"]
+
+logger = logging.getLogger(__name__)
+
+router = APIRouter(prefix="/v1")
+Owner = Annotated[str, Depends(require_token)]
+
+_UPLOAD_SCHEMA = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            "multipart/form-data": {
+                "schema": {
+                    "type": "object",
+                    "required": ["file"],
+                    "properties": {
+                        "file": {
+                            "type": "string",
+                            "format": "binary",
+                            "description": "a NIfTI (.nii, .nii.gz), NRRD or MetaImage (.mha) "
+                            "file, or a zip of one DICOM series; its content decides, not "
+                            "its name",
+                        },
+                        "model": {
+                            "type": "string",
+                            "description": "the model's name (GET /v1/models); optional "
+                            "when one model is served",
+                        },
+                    },
+                }
+            }
+        },
+    }
+}
+
+
+def _settings(request: Request) -> ServeSettings:
+    settings: ServeSettings = request.app.state.settings
+    return settings
+
+
+def _store(request: Request) -> JobStore:
+    store: JobStore = request.app.state.store
+    return store
+
+
+@router.get("/models", summary="The served models: task, labels or classes, input, card")
+def list_models(request: Request, owner: Owner) -> dict[str, Any]:
+    """Every served model's description (``Model.describe()``), by name."""
+    return {"models": list(request.app.state.models.values())}
+
+
+def _pick_model(request: Request, name: object) -> str:
+    models: dict[str, Any] = request.app.state.models
+    if name is None or name == "":
+        if len(models) == 1:
+            return next(iter(models))
+        raise HTTPException(422, f"form field 'model' is missing; one of: {', '.join(models)}")
+    if not isinstance(name, str) or name not in models:
+        raise HTTPException(
+            422, f"form field 'model' must be one of {', '.join(models)}, got {name!r}"
+        )
+    return name
+
+
+def _admission_check(store: JobStore, settings: ServeSettings) -> None:
+    """Refuse early (before reading the body) when the job could not be queued anyway."""
+    counts = store.counts()
+    if counts["queued"] >= settings.max_queued:
+        raise HTTPException(
+            429,
+            f"the queue is full ({counts['queued']} jobs waiting); retry later",
+            headers={"Retry-After": "5"},
+        )
+
+
+async def _save_upload(upload: UploadFile, target: Path) -> int:
+    def copy() -> int:
+        upload.file.seek(0)
+        with target.open("wb") as out:
+            shutil.copyfileobj(upload.file, out, 1024 * 1024)
+            return out.tell()
+
+    return await run_in_threadpool(copy)
+
+
+@router.post(
+    "/jobs",
+    status_code=202,
+    summary="Submit an image for prediction (multipart: file, model)",
+    openapi_extra=_UPLOAD_SCHEMA,
+    responses={
+        400: {"description": "the upload is not a readable volume"},
+        401: {"description": "no token or a wrong one"},
+        408: {"description": "the upload took too long"},
+        413: {"description": "the body or its decoded volume is too large"},
+        429: {"description": "queue full or too many jobs for this token (Retry-After)"},
+    },
+)
+async def create_job(request: Request, owner: Owner) -> JSONResponse:
+    """Accept one upload as a queued job: 202 with the job's JSON (``id``, ``status``)."""
+    settings, store = _settings(request), _store(request)
+    _admission_check(store, settings)
+    form = await read_form(
+        request, max_bytes=settings.max_upload_bytes, timeout_s=settings.upload_timeout_s
+    )
+    try:
+        upload = form.get("file")
+        if not isinstance(upload, UploadFile):
+            raise HTTPException(
+                422,
+                "form field 'file' is missing or not a file; send the "
+                "image as multipart/form-data field 'file'",
+            )
+        model = _pick_model(request, form.get("model"))
+        job_id = new_job_id()
+        folder = settings.jobs_dir / job_id
+        folder.mkdir(parents=True)
+        try:
+            size = await _save_upload(upload, folder / "upload.part")
+            limits = UploadLimits(settings.max_decoded_bytes, settings.max_zip_members)
+            checked = await run_in_threadpool(check_upload, folder / "upload.part", folder, limits)
+            job = Job(
+                id=job_id,
+                model=model,
+                owner=owner,
+                status="queued",
+                input=str(checked.path.relative_to(folder)),
+                input_kind=checked.kind,
+                created=time.time(),
+                started=None,
+                finished=None,
+                done=0,
+                total=0,
+                attempts=0,
+                worker_pid=None,
+                error=None,
+                result=None,
+                findings=None,
+            )
+            store.submit(
+                job,
+                max_queued=settings.max_queued,
+                max_active_per_owner=settings.max_active_per_token,
+                retry_after_s=5,
+            )
+        except UploadError as exc:
+            shutil.rmtree(folder, ignore_errors=True)
+            logger.info("upload refused (%d): %s", exc.status, exc)
+            raise HTTPException(exc.status, str(exc)) from None
+        except AdmissionError as exc:
+            shutil.rmtree(folder, ignore_errors=True)
+            raise HTTPException(
+                429, str(exc), headers={"Retry-After": str(exc.retry_after_s)}
+            ) from None
+        except BaseException:
+            shutil.rmtree(folder, ignore_errors=True)
+            raise
+    finally:
+        await form.close()
+    logger.info("job %s: queued (%s, %s, %d bytes)", job_id, model, checked.kind, size)
+    stored = store.get(job_id)
+    body = job.to_json() if stored is None else stored.to_json()
+    return JSONResponse(body, status_code=202, headers={"Location": f"/v1/jobs/{job_id}"})
+
+
+def _own_job(request: Request, job_id: str, owner: str) -> Job:
+    job = _store(request).get(job_id)
+    if job is None or job.owner != owner:
+        raise HTTPException(
+            404,
+            f"no job {job_id!r} (it never existed, was deleted, expired, "
+            "or belongs to another token)",
+        )
+    return job
+
+
+@router.get("/jobs/{job_id}", summary="A job: status, progress, timings, error")
+def get_job(request: Request, job_id: str, owner: Owner) -> dict[str, Any]:
+    """The job's JSON: ``status`` is queued, running, done or failed."""
+    return _own_job(request, job_id, owner).to_json()
+
+
+def _result_file(job: Job, folder: Path, suffix: str) -> Path | None:
+    for relative in (job.result or {}).values():
+        if relative.endswith(suffix):
+            return folder / relative
+    return None
+
+
+@router.get("/jobs/{job_id}/result", summary="The result: NIfTI label map (default) or JSON")
+def get_result(
+    request: Request,
+    job_id: str,
+    owner: Owner,
+    format: Annotated[Literal["nifti", "json", "seg"], Query()] = "nifti",
+) -> Response:
+    """``format=nifti``: the label map on the input's grid; ``json``: the findings."""
+    job = _own_job(request, job_id, owner)
+    if job.status != "done":
+        detail = f"job {job_id} is {job.status}"
+        if job.status == "failed":
+            detail += f" ({job.error}); it has no result"
+        else:
+            detail += f"; poll GET /v1/jobs/{job_id} until its status is done"
+        raise HTTPException(409, detail)
+    folder = _settings(request).jobs_dir / job_id
+    if format == "json":
+        return JSONResponse({"id": job_id, "model": job.model, "findings": job.findings})
+    if format == "seg":
+        raise HTTPException(
+            400,
+            "DICOM SEG output is not available in this version; ask format=nifti or format=json",
+        )
+    path = _result_file(job, folder, ".nii.gz")
+    if path is None or not path.is_file():
+        raise HTTPException(404, f"job {job_id}'s model gives no label map; ask format=json")
+    return FileResponse(path, media_type="application/gzip", filename=f"{job_id}_labels.nii.gz")
+
+
+@router.delete("/jobs/{job_id}", status_code=204, summary="Delete a job and its files")
+def delete_job(request: Request, job_id: str, owner: Owner) -> Response:
+    """Remove the job (a running one stops at its next progress report) and its files."""
+    _own_job(request, job_id, owner)
+    _store(request).delete(job_id)
+    shutil.rmtree(_settings(request).jobs_dir / job_id, ignore_errors=True)
+    logger.info("job %s: deleted", job_id)
+    return Response(status_code=204)

@@ -1,0 +1,175 @@
+"""Fixtures of the serve tests: a tiny trained model and a real ``medimg serve`` process."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+import pytest
+
+from medimg.synthetic.datasets import write_ct_segmentation_dataset
+from medimg.training import TrainConfig
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture(scope="session")
+def seg_dataset(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    # 5 seeded cases on oblique, anisotropic, LPS- or RAS-stored grids; 1 in the test split
+    return write_ct_segmentation_dataset(tmp_path_factory.mktemp("serve-data"), 5, seed=11)
+
+
+@pytest.fixture(scope="session")
+def seg_model(seg_dataset: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A run folder of a tiny DynUNet trained for 2 epochs (a few seconds on CPU)."""
+    from pipelines.segmentation import SegmentationConfig, train
+
+    out = tmp_path_factory.mktemp("serve-run")
+    cfg = SegmentationConfig(
+        manifest=seg_dataset,
+        out_dir=out,
+        network="dynunet",
+        base_features=4,
+        roi_size_vox=(16, 16, 8),
+        batch_size=2,
+        samples_per_case=1,
+        train=TrainConfig(max_epochs=2, learning_rate=1e-2, device="cpu"),
+    )
+    train(cfg)
+    return out
+
+
+@pytest.fixture(scope="session")
+def case_images(seg_dataset: Path) -> list[Path]:
+    return sorted((seg_dataset.parent / "imagesTr").glob("*.nii.gz"))
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+@dataclass
+class Server:
+    """A ``medimg serve`` subprocess on 127.0.0.1."""
+
+    data: Path
+    args: list[str]
+    port: int = field(default_factory=free_port)
+    process: subprocess.Popen[bytes] | None = None
+    log: Path | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self, *, timeout_s: float = 120.0) -> Server:
+        self.log = self.data / f"server-{time.monotonic_ns()}.log"
+        self.data.mkdir(parents=True, exist_ok=True)
+        command = [
+            sys.executable,
+            "-m",
+            "medimg",
+            "serve",
+            "--data",
+            str(self.data),
+            "--port",
+            str(self.port),
+            *self.args,
+        ]
+        with self.log.open("wb") as log:
+            self.process = subprocess.Popen(
+                command, stdout=log, stderr=subprocess.STDOUT, cwd=ROOT, env=ENV
+            )
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(
+                    f"medimg serve exited {self.process.returncode}:\n" + self.log.read_text()
+                )
+            try:
+                if httpx.get(f"{self.url}/readyz", timeout=2).status_code == 200:
+                    return self
+            except httpx.TransportError:
+                pass
+            time.sleep(0.2)
+        self.stop()
+        raise RuntimeError("medimg serve was not ready in time:\n" + self.log.read_text())
+
+    def kill(self) -> None:
+        """kill -9 the server (its workers die with it)."""
+        assert self.process is not None
+        self.process.send_signal(signal.SIGKILL)
+        self.process.wait(10)
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.send_signal(signal.SIGINT)
+            try:
+                self.process.wait(20)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(10)
+
+    def output(self) -> str:
+        return "" if self.log is None else self.log.read_text()
+
+
+@pytest.fixture
+def make_server(tmp_path: Path) -> Iterator[Callable[..., Server]]:
+    servers: list[Server] = []
+
+    def make(*args: str, data: Path | None = None) -> Server:
+        server = Server(data=data or tmp_path / "serve", args=list(args))
+        servers.append(server)
+        return server
+
+    yield make
+    for server in servers:
+        server.stop()
+
+
+ENV = {**os.environ, "PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": "1"}
+"""Server and command line run with the same thread count, so their floats agree bit for bit."""
+
+
+@pytest.fixture(scope="session")
+def cli_labels(
+    seg_dataset: Path, seg_model: Path, tmp_path_factory: pytest.TempPathFactory
+) -> dict[str, Path]:
+    """`medimg predict` of every case image (a manifest whose training split holds them all)."""
+    record = json.loads(seg_dataset.read_text())
+    record["training"] = record["training"] + record.pop("test")
+    manifest = seg_dataset.parent / "all_cases.json"
+    manifest.write_text(json.dumps(record))
+    out = tmp_path_factory.mktemp("cli-predict")
+    command = [
+        sys.executable,
+        "-m",
+        "medimg",
+        "predict",
+        "--model",
+        str(seg_model),
+        "--manifest",
+        str(manifest),
+        "--out",
+        str(out),
+        "--device",
+        "cpu",
+        "--split",
+        "training",
+    ]
+    done = subprocess.run(command, env=ENV, cwd=ROOT, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    return {case["id"]: out / f"{case['id']}.nii.gz" for case in record["training"]}

@@ -1,0 +1,114 @@
+"""The API against a real ``medimg serve`` (uvicorn on 127.0.0.1, one worker process)."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import numpy as np
+import pytest
+from conftest import Server, free_port
+
+from medimg.io import load_volume
+
+
+@pytest.fixture(scope="module")
+def server(seg_model: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    data = tmp_path_factory.mktemp("api")
+    running = Server(
+        data=data / "serve", args=["--model", str(seg_model), "--workers", "1"], port=free_port()
+    ).start()
+    yield running
+    running.stop()
+
+
+def wait_done(client: httpx.Client, job_id: str, timeout_s: float = 120.0) -> dict[str, Any]:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        job: dict[str, Any] = client.get(f"/v1/jobs/{job_id}").raise_for_status().json()
+        if job["status"] in ("done", "failed"):
+            return job
+        time.sleep(0.2)
+    raise AssertionError(f"job {job_id} did not finish in {timeout_s} s")
+
+
+def test_health_docs_and_headers(server: Server) -> None:
+    with httpx.Client(base_url=server.url) as client:
+        assert client.get("/healthz").json() == {"status": "ok"}
+        assert client.get("/readyz").json()["status"] == "ready"
+        spec = client.get("/openapi.json").json()
+        assert {"/v1/models", "/v1/jobs", "/v1/jobs/{job_id}", "/v1/jobs/{job_id}/result"} <= set(
+            spec["paths"]
+        )
+        upload = spec["paths"]["/v1/jobs"]["post"]["requestBody"]["content"]
+        assert "file" in upload["multipart/form-data"]["schema"]["properties"]
+        docs = client.get("/docs")
+        assert docs.status_code == 200
+        assert "http" not in docs.text.replace("http-equiv", "")  # no CDN: local assets only
+        assert client.get("/static/swagger-ui-bundle.js").status_code == 200
+        page = client.get("/", headers={"Origin": "http://evil.example"})
+        assert page.status_code == 200
+        assert "default-src 'self'" in page.headers["content-security-policy"]
+        assert page.headers["x-content-type-options"] == "nosniff"
+        assert page.headers["x-frame-options"] == "DENY"
+        assert "access-control-allow-origin" not in page.headers  # CORS off by default
+        metrics = client.get("/metrics").text
+        assert 'medimg_jobs{status="done"}' in metrics
+
+
+def test_models_listing(server: Server) -> None:
+    (model,) = httpx.get(f"{server.url}/v1/models").json()["models"]
+    assert model["task"] == "segmentation"
+    assert model["outputs"] == {"1": "liver", "2": "spleen", "3": "lesion"}
+    assert model["contract"]["channels"] == 1
+
+
+def test_job_lifecycle_matches_the_command_line(
+    server: Server, case_images: list[Path], cli_labels: dict[str, Path], tmp_path: Path
+) -> None:
+    image = case_images[1]  # an oblique, anisotropic phantom
+    with httpx.Client(base_url=server.url, timeout=60) as client:
+        answer = client.post("/v1/jobs", files={"file": ("scan.bin", image.read_bytes())})
+        assert answer.status_code == 202, answer.text
+        job = answer.json()
+        assert job["status"] == "queued"
+        assert len(job["id"]) == 32
+        assert answer.headers["location"] == f"/v1/jobs/{job['id']}"
+        done = wait_done(client, job["id"])
+        assert done["status"] == "done", done
+        assert done["progress"]["done"] == done["progress"]["total"] > 0
+        assert done["timings"]["run_s"] > 0
+        result = client.get(f"/v1/jobs/{job['id']}/result")  # no format: the NIfTI label map
+        assert result.status_code == 200
+        assert result.headers["content-type"] == "application/gzip"
+        (tmp_path / "labels.nii.gz").write_bytes(result.content)
+        served = load_volume(tmp_path / "labels.nii.gz")
+        expected = load_volume(cli_labels[image.name.removesuffix(".nii.gz")])
+        np.testing.assert_array_equal(served.array, expected.array)
+        np.testing.assert_allclose(served.affine, expected.affine, atol=1e-6)
+        findings = client.get(f"/v1/jobs/{job['id']}/result", params={"format": "json"}).json()
+        liver = findings["findings"]["labels"]["liver"]
+        spacing = np.prod(expected.spacing_mm)  # mL = voxels x voxel volume (mm^3) / 1000
+        assert liver["volume_ml"] == pytest.approx(liver["voxels"] * spacing / 1000, rel=1e-5)
+        assert client.delete(f"/v1/jobs/{job['id']}").status_code == 204
+        gone = client.get(f"/v1/jobs/{job['id']}")
+        assert gone.status_code == 404
+        assert "no job" in gone.json()["detail"]
+        assert not (server.data / "jobs" / job["id"]).exists()
+
+
+def test_result_before_done_and_unknown_format(server: Server) -> None:
+    with httpx.Client(base_url=server.url) as client:
+        missing = client.get("/v1/jobs/0123/result")
+        assert missing.status_code == 404
+        bad = client.get("/v1/jobs/0123/result", params={"format": "png"})
+        assert bad.status_code == 422
+        no_file = client.post("/v1/jobs", data={"model": "x"})
+        assert no_file.status_code in (400, 422)
+        assert "detail" in no_file.json()
+        wrong_model = client.post("/v1/jobs", files={"file": ("a", b"x")}, data={"model": "no"})
+        assert wrong_model.status_code == 422
+        assert "must be one of" in wrong_model.json()["detail"]
