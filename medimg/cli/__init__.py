@@ -62,6 +62,7 @@ _COMMAND_MODULES: tuple[str, ...] = (
     "medimg.cli.manifest",
     "medimg.cli.importers",
     "medimg.cli.dicom",
+    "medimg.cli.serve",
     "medimg.cli.model",
 )
 """Modules that each register one subcommand (or a group), in ``--help`` order."""
