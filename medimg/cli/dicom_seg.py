@@ -72,7 +72,6 @@ def _from_model(folder: Path) -> tuple[dict[int, str], Any]:
 def run_seg(args: argparse.Namespace) -> int:
     """Handle ``medimg dicom seg``."""
     from medimg.io.dicom.seg import SegOptions, write_seg
-    from medimg.io.dicom.sr import write_volumes_sr
 
     names: dict[int, str] = {}
     algorithm = None
@@ -84,8 +83,8 @@ def run_seg(args: argparse.Namespace) -> int:
 
         raise OutputExistsError(f"{args.sr}: exists; pass --force to replace it")
     options = SegOptions(segmentation_type=args.seg_type, algorithm=algorithm)
-    written = write_seg(args.labels, args.reference, args.out, names=names,
-                        mapping=args.mapping, options=options, overwrite=args.force)  # fmt: skip
+    written = write_seg(args.labels, args.reference, args.out, names=names, mapping=args.mapping,
+                        options=options, overwrite=args.force, volumes_sr=args.sr)  # fmt: skip
     empty = [n for n, count in written.voxels.items() if count == 0]
     print(
         f"wrote {written.path}: {len(written.segments)} segment(s) ({args.seg_type}) on "
@@ -93,6 +92,5 @@ def run_seg(args: argparse.Namespace) -> int:
         + (f"; empty: {', '.join(written.segments[n].label for n in empty)}" if empty else "")
     )
     if args.sr is not None:
-        report = write_volumes_sr(written, args.sr, algorithm=algorithm, overwrite=args.force)
-        print(f"wrote {report}")
+        print(f"wrote {args.sr}")
     return 0

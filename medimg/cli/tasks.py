@@ -73,6 +73,7 @@ _PREDICT = {
     "progress": _opt("predict", "progress"),
     "threshold": _opt("predict_options", "threshold"),
     "mirror_axes": _opt("predict_options", "mirror_axes"),
+    "output_format": _opt("predict_options", "output_format"),
 }
 _EVALUATE = {
     "split": _opt("evaluate", "split"),
@@ -271,6 +272,9 @@ def _predict_options(p: argparse.ArgumentParser) -> None:
         help="test-time mirroring over these axes (0 1 2 = X Y Z, RAS), the logits of every "
         "flip combination averaged (2**k passes)",
     )
+    a("--output-format", choices=("nifti", "seg"), default=None,
+      help="segmentation: nifti (<case>.nii.gz), or seg: for a DICOM case <case>.seg.dcm "
+      "(DICOM SEG on the series) and <case>.sr.dcm (volumes, TID 1500)")  # fmt: skip
     a("--force", action="store_true", help="predict every case again")
     a("--keep-going", action="store_true",
       help="record failing cases (with the reason) and go on; default: stop at the first "

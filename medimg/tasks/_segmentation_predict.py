@@ -118,15 +118,27 @@ class SegmentationPredictor:
             progress=cfg.progress,
         )
         self.bundle, self.chain, self.out_dir = bundle, chain, cfg.out_dir
+        self.seg = options.output_format == "seg"  # DICOM SEG + SR (_segmentation_dicom)
         self.settings = inference_settings(
-            self.infer, output="uint8 labels on the image's stored grid (.nii.gz)"
+            self.infer,
+            output="DICOM SEG (BINARY) + SR on the series (.seg.dcm, .sr.dcm)"
+            if self.seg
+            else "uint8 labels on the image's stored grid (.nii.gz)",
         )
 
     def output(self, case: ResolvedCase) -> Path:
-        return self.out_dir / f"{case.case_id}.nii.gz"
+        return self.out_dir / f"{case.case_id}{'.seg.dcm' if self.seg else '.nii.gz'}"
 
     def run(self, case: ResolvedCase, batch_case: Any) -> None:
         network = (self.bundle.model, self.bundle.network)
+        if self.seg:
+            from medimg.tasks._segmentation_dicom import write_case_seg
+
+            def labels(out: Path) -> Path:
+                return predict_case(case, self.chain, network, self.infer, out)
+
+            write_case_seg(case, labels, self.bundle, self.output(case))
+            return
         predict_case(case, self.chain, network, self.infer, self.output(case))
 
     def is_done(self, case: ResolvedCase) -> bool:

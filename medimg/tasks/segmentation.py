@@ -63,12 +63,21 @@ class SegmentationPredictOptions:
     mirror_axes : tuple of int
         Test-time mirroring over every subset of these spatial axes (0 = X, 1 = Y, 2 = Z,
         RAS), the logits averaged (``2**k`` passes); empty: none.
+    output_format : {"nifti", "seg"}
+        ``<case>.nii.gz``, or for a DICOM case ``<case>.seg.dcm`` (DICOM SEG on the series)
+        and ``<case>.sr.dcm`` (its volumes, TID 1500): :mod:`medimg.tasks._segmentation_dicom`.
     """
 
     sw_overlap: float = 0.5
     mirror_axes: tuple[int, ...] = ()
+    output_format: str = "nifti"
 
     def __post_init__(self) -> None:
+        if self.output_format not in ("nifti", "seg"):
+            raise ConfigError(
+                f"output_format must be nifti or seg (DICOM SEG + SR for a DICOM case), got "
+                f"{self.output_format!r}"
+            )
         axes = tuple(self.mirror_axes)
         if any(a not in (0, 1, 2) for a in axes) or len(set(axes)) != len(axes):
             raise ConfigError(

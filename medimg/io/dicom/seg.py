@@ -36,7 +36,7 @@ import logging
 import warnings
 from collections import Counter
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
@@ -127,6 +127,7 @@ class SegWritten:
     voxels: dict[int, int]
     voxel_volume_mm3: float
     reference: ReferenceSeries
+    dataset: Any = field(repr=False, compare=False)
 
 
 def _label_geometry(volume: Volume) -> SourceGeometry:
@@ -212,6 +213,7 @@ def write_seg(
     mapping: PathLike | Mapping[str, Any] | None = None,
     options: SegOptions | None = None,
     overwrite: bool = False,
+    volumes_sr: PathLike | None = None,
 ) -> SegWritten:
     """Write a label map on a DICOM series' grid as a DICOM SEG referring to that series.
 
@@ -231,7 +233,10 @@ def write_seg(
     options : SegOptions, optional
         Segmentation type, algorithm, series number and description.
     overwrite : bool
-        Replace an existing ``out``.
+        Replace an existing ``out`` (and ``volumes_sr``).
+    volumes_sr : path-like, optional
+        Also write the segments' volumes there as SR (:func:`~medimg.io.dicom.sr.
+        write_volumes_sr`), before the SEG is renamed into place: a SEG on disk has its SR.
 
     Returns
     -------
@@ -300,15 +305,19 @@ def write_seg(
         )  # fmt: skip
     for warning in caught:  # highdicom's advice on the source's values, first sentence
         logger.warning("%s: highdicom: %s", ref.folder, str(warning.message).split(". ")[0])
+    counts = np.bincount(array.astype(np.int64).ravel(), minlength=numbers[-1] + 1)
+    written = SegWritten(
+        Path(out), str(seg.SOPInstanceUID), str(seg.SeriesInstanceUID), codes,
+        {n: int(counts[n]) for n in numbers}, float(np.prod(ref.geometry.spacing_mm)), ref, seg,
+    )  # fmt: skip
     with atomic_path(out, overwrite=overwrite) as tmp:
         seg.save_as(tmp)
-    counts = np.bincount(array.astype(np.int64).ravel(), minlength=numbers[-1] + 1)
-    spacing = ref.geometry.spacing_mm
+        if volumes_sr is not None:
+            from medimg.io.dicom.sr import write_volumes_sr
+
+            write_volumes_sr(written, volumes_sr, algorithm=options.algorithm, overwrite=overwrite)
     logger.info("wrote %s: %d segments on %s", out, len(numbers), ref.folder)
-    return SegWritten(
-        Path(out), str(seg.SOPInstanceUID), str(seg.SeriesInstanceUID), codes,
-        {n: int(counts[n]) for n in numbers}, float(np.prod(spacing)), ref,
-    )  # fmt: skip
+    return written
 
 
 def read_seg_header(path: PathLike) -> SourceGeometry:

@@ -126,10 +126,9 @@ def write_volumes_sr(
     Path
     """
     import highdicom as hd
-    import pydicom
     from pydicom.sr.codedict import codes as dcm_codes
 
-    seg_ds = pydicom.dcmread(seg.path, stop_before_pixels=True)
+    seg_ds = seg.dataset
     series = hd.sr.SourceSeriesForSegmentation(seg.reference.series.series_uid)
     groups = []
     for number, codes in sorted(seg.segments.items()):
