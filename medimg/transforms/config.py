@@ -75,7 +75,7 @@ class PreprocessConfig:
     denoise : bool
         Edge-preserving denoising (ITK's curvature anisotropic diffusion, in mm) in native
         units before normalisation: after resampling for CT and MRI (before N4), on the stored
-        grid for X-ray. See :func:`~medimg.transforms.functional.denoise_anisotropic`.
+        grid for X-ray. See :func:`~medimg.transforms.filters.denoise_anisotropic`.
     denoise_iterations : int
         Diffusion steps (>= 1).
     denoise_conductance : float
@@ -83,7 +83,7 @@ class PreprocessConfig:
     adaptive_equalize : bool
         Adaptive histogram equalisation (ITK's, a CLAHE-like local contrast enhancement) as
         the last intensity step: after normalisation for CT and MRI, after resize-with-pad for
-        X-ray. See :func:`~medimg.transforms.functional.adaptive_equalize`.
+        X-ray. See :func:`~medimg.transforms.filters.adaptive_equalize`.
     adaptive_radius_mm : float
         Half-size of its neighbourhood in mm (> 0).
     adaptive_alpha, adaptive_beta : float

@@ -29,6 +29,7 @@ from monai.transforms.utility.dictionary import Lambdad
 from medimg.errors import ConfigError
 from medimg.keys import Keys
 from medimg.modality import Modality, lookup_modality
+from medimg.transforms import filters
 from medimg.transforms import functional as fn
 from medimg.transforms.config import PreprocessConfig
 from medimg.transforms.resample import Interp
@@ -117,7 +118,7 @@ def _denoise(config: PreprocessConfig) -> list[Any]:
     if not config.denoise:
         return []
     func = partial(
-        fn.denoise_anisotropic,
+        filters.denoise_anisotropic,
         iterations=config.denoise_iterations,
         conductance=config.denoise_conductance,
     )
@@ -129,7 +130,7 @@ def _enhance(config: PreprocessConfig) -> list[Any]:
     if not config.adaptive_equalize:
         return []
     func = partial(
-        fn.adaptive_equalize,
+        filters.adaptive_equalize,
         radius_mm=config.adaptive_radius_mm,
         alpha=config.adaptive_alpha,
         beta=config.adaptive_beta,
@@ -188,7 +189,7 @@ class ZScoreMaskedd(MapTransform):
 def _mr_chain(config: PreprocessConfig, fingerprint: Fingerprint | None) -> list[Any]:
     steps = [*_spatial(config, fingerprint), *_denoise(config)]
     if config.n4_bias_correction:
-        steps.append(Lambdad(IMAGE, fn.n4_bias_correct))
+        steps.append(Lambdad(IMAGE, filters.n4_bias_correct))
     steps.append(
         ZScoreMaskedd(IMAGE, mask_key=config.mr_mask_key, nonzero=config.mr_mask == "nonzero")
     )

@@ -10,7 +10,7 @@ from medimg.errors import ConfigError
 from medimg.modality import Modality
 from medimg.synthetic import ct_phantom, mri_phantom
 from medimg.transforms import PreprocessConfig, preprocessing_for
-from medimg.transforms import functional as fn
+from medimg.transforms import filters as fn
 from medimg.transforms.cache import chain_key
 
 
