@@ -20,11 +20,27 @@ def run_train(args: argparse.Namespace) -> int:
     ConfigError
         With ``--resume`` when the model folder holds no run to continue.
     """
+    import logging
+    import os
+
     from medimg.tasks import train
+    from medimg.training.distributed import init_from_environment, shutdown
 
     task = resolve_task(args)
     cfg = build_configs(args, task)
-    result = train(task, cfg, resume=args.resume, require_run=True)
+    if args.nproc is not None:  # torchrun's launcher starts the ranks (training/_launch.py)
+        from medimg.training._launch import launch_local, without_option
+
+        return launch_local(args.nproc, without_option(args.argv, "--nproc"))
+    ctx = init_from_environment(os.environ, device=cfg.train.device)  # under torchrun
+    if not ctx.is_main:  # rank 0 alone logs and prints
+        logging.getLogger("medimg").setLevel(logging.WARNING)
+    try:
+        result = train(task, cfg, resume=args.resume, require_run=True)
+    finally:
+        shutdown()
+    if not ctx.is_main:
+        return 0
     fit = result.fit
     best = "n/a" if fit.best_metric is None else f"{fit.best_metric:.4f} (epoch {fit.best_epoch})"
     print(f"trained {fit.epochs_run} epochs; best validation {task.metric} {best}")

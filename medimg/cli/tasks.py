@@ -243,6 +243,10 @@ def _train_options(p: argparse.ArgumentParser) -> None:
     a("--tensorboard", action="store_true", default=None, help="log to --out/model/tensorboard")
     a("--resume", action="store_true", help="continue the run in --out/model")  # fmt: skip
 
+    a("--nproc", type=int, default=None, metavar="N",
+      help="train data-parallel in N processes on this machine (torchrun's launcher; gloo on "
+      "the CPU, nccl with one GPU each on CUDA); several machines: run torchrun -m medimg "
+      "train ... on each (README)")  # fmt: skip
 
 def _predict_options(p: argparse.ArgumentParser) -> None:
     a = p.add_argument

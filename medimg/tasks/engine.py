@@ -56,10 +56,14 @@ def train(
         When another live run trains into ``cfg.model_dir`` (locked for the whole run; a dead
         run's lock is taken over with a warning).
     """
-    from medimg.training import training_lock
+    from contextlib import nullcontext
 
-    with training_lock(cfg.model_dir):
-        if resume and require_run:
+    from medimg.training import training_lock
+    from medimg.training.distributed import current
+
+    main = current().is_main  # under torchrun, rank 0 owns the folder (distributed.py)
+    with training_lock(cfg.model_dir) if main else nullcontext():
+        if resume and require_run and main:
             _check_run_to_resume(cfg.model_dir)
         return _train(task, cfg, resume=resume)
 
@@ -75,26 +79,19 @@ def _check_run_to_resume(model_dir: Path) -> None:
 
 
 def _train(task: Task, cfg: TrainSettings, *, resume: bool) -> TrainResult:
-    from medimg.evaluation import save_training_curves
     from medimg.fingerprint import load_or_compute_fingerprint
     from medimg.manifests import load_manifest, resolve_cases
-    from medimg.training import (
-        BEST,
-        LAST,
-        fit,
-        save_model_bundle,
-        seed_everything,
-        split_cases,
-        utc_now,
-        write_run_record,
-    )
+    from medimg.training import BEST, LAST, fit, seed_everything, split_cases, utc_now
+    from medimg.training.distributed import current, main_first
     from medimg.transforms import preprocessing_for
 
     started = utc_now()
     seed_everything(cfg.seed)
     manifest = load_manifest(cfg.manifest)
     task.check_manifest(manifest, cfg.manifest)
-    fingerprint = load_or_compute_fingerprint(cfg.manifest, seed=cfg.seed)
+    fingerprint = main_first(  # rank 0 computes and saves it; the other ranks reuse it
+        lambda: load_or_compute_fingerprint(cfg.manifest, seed=cfg.seed)
+    )
     modality = manifest.channels[0].modality
     chain = preprocessing_for(modality, cfg.preprocess, fingerprint)
     split = split_cases(
@@ -106,18 +103,10 @@ def _train(task: Task, cfg: TrainSettings, *, resume: bool) -> TrainResult:
         validate=plan.validate, resume=resume, lock=False,
     )  # fmt: skip
     checkpoint = cfg.model_dir / (BEST if BEST in result.checkpoints else LAST)
-    save_model_bundle(
-        cfg.model_dir, network=plan.network, preprocess=cfg.preprocess,
-        modality=modality.value, outputs=plan.outputs, fingerprint=fingerprint,
-        checkpoint=checkpoint.name, head=plan.head,
-    )  # fmt: skip
-    save_training_curves(dict(result.history), cfg.model_dir / "curves.png", overwrite=True)
     cases = {"train": [c.case_id for c in split[0]], "validation": [c.case_id for c in split[1]]}
-    write_run_record(
-        cfg.model_dir, config=cfg, seed=cfg.seed, started=started, manifest=cfg.manifest,
-        extra={"task": task.name, "fit": result, "cases": cases,
-               "fingerprint": json.loads(fingerprint.to_json()), **plan.record},
-    )  # fmt: skip
+    if current().is_main:
+        made = {"fingerprint": fingerprint, "modality": modality.value, "cases": cases}
+        _write_model(task, cfg, plan, result, checkpoint, made, started)
     return TrainResult(
         model_dir=cfg.model_dir,
         checkpoint=checkpoint,
@@ -126,6 +115,26 @@ def _train(task: Task, cfg: TrainSettings, *, resume: bool) -> TrainResult:
         train_cases=tuple(cases["train"]),
         validation_cases=tuple(cases["validation"]),
     )
+
+
+def _write_model(task: Task, cfg: TrainSettings, plan: Any, result: Any, checkpoint: Path,
+                 made: dict[str, Any], started: str) -> None:  # fmt: skip
+    """The model record, training curves and ``run.json`` of a finished run (rank 0)."""
+    from medimg.evaluation import save_training_curves
+    from medimg.training import save_model_bundle, write_run_record
+
+    fingerprint, cases = made["fingerprint"], made["cases"]
+    save_model_bundle(
+        cfg.model_dir, network=plan.network, preprocess=cfg.preprocess,
+        modality=made["modality"], outputs=plan.outputs, fingerprint=fingerprint,
+        checkpoint=checkpoint.name, head=plan.head,
+    )  # fmt: skip
+    save_training_curves(dict(result.history), cfg.model_dir / "curves.png", overwrite=True)
+    write_run_record(
+        cfg.model_dir, config=cfg, seed=cfg.seed, started=started, manifest=cfg.manifest,
+        extra={"task": task.name, "fit": result, "cases": cases,
+               "fingerprint": json.loads(fingerprint.to_json()), **plan.record},
+    )  # fmt: skip
 
 
 def _memory_method() -> str:

@@ -15,9 +15,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from medimg.errors import ConfigError, OutputExistsError
+from medimg.training._reporter import Reporter
 from medimg.training.checkpoint import load_checkpoint, save_checkpoint, sha256_file
 from medimg.training.config import TrainConfig
-from medimg.training.device import autocast, select_device
+from medimg.training.device import autocast
+from medimg.training.distributed import Synchroniser, broadcast, current, gather, rank_device
 from medimg.training.lock import training_lock
 from medimg.training.seeding import restore_rng_state, rng_state
 
@@ -132,9 +134,11 @@ class _Trainer:
         import torch
 
         self.cfg, self.out_dir, self.loss_fn = cfg, out_dir, loss_fn
-        self.device = select_device(cfg.device)
+        self.ctx = current()  # a torchrun rank, or a world of one
+        self.device = rank_device(cfg.device, self.ctx)
         autocast(self.device, cfg.precision)  # validates precision against the device early
         self.model = model.to(self.device)
+        self.sync = Synchroniser(self.model, loss_fn, self.device, self.ctx)
         self.optimizer = _optimizer(model, cfg)
         self.scheduler = _scheduler(self.optimizer, cfg)
         fp16 = cfg.precision == "fp16"
@@ -144,15 +148,17 @@ class _Trainer:
     def step(self, inputs: torch.Tensor, target: torch.Tensor) -> float:
         import torch
 
+        inputs, target, weight = self.sync.shard(inputs, target)  # this rank's rows
         inputs, target = inputs.to(self.device), target.to(self.device)
         self.optimizer.zero_grad(set_to_none=True)
         with autocast(self.device, self.cfg.precision):
-            loss = self.loss_fn(self.model(inputs), target)
+            loss = self.sync.loss(inputs, target)
+        weighted = loss if weight == 1.0 else loss * weight
         if self.scaler is not None:
-            torch.autograd.backward(self.scaler.scale(loss))
+            torch.autograd.backward(self.scaler.scale(weighted))
             self.scaler.unscale_(self.optimizer)
         else:
-            torch.autograd.backward(loss)
+            torch.autograd.backward(weighted)
         if self.cfg.grad_clip_norm is not None:
             torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.grad_clip_norm)
         if self.scaler is not None:
@@ -160,7 +166,7 @@ class _Trainer:
             self.scaler.update()
         else:
             self.optimizer.step()
-        return float(loss.detach())
+        return self.sync.batch_loss(float(loss.detach()), weight)
 
     def train_epoch(self, batches: Iterable[Batch]) -> float:
         self.model.train()
@@ -174,11 +180,17 @@ class _Trainer:
         due = done % self.cfg.validate_every_epochs == 0 or done == self.cfg.max_epochs
         if validate is None or not due:
             return None
-        self.model.eval()
-        with _same_layout(self.model), torch.no_grad(), autocast(self.device, self.cfg.precision):
-            metric = float(validate(self.model, self.device))
-        self.model.train()
-        return metric
+        metric: float | None = None
+        if self.ctx.is_main:  # rank 0 validates; every rank gets its metric
+            self.model.eval()
+            with (
+                _same_layout(self.model),
+                torch.no_grad(),
+                autocast(self.device, self.cfg.precision),
+            ):
+                metric = float(validate(self.model, self.device))
+            self.model.train()
+        return broadcast(metric, self.ctx)
 
     def end_epoch(self, loss: float, metric: float | None) -> None:
         s = self.state
@@ -189,14 +201,17 @@ class _Trainer:
             self._track_best(metric)
         self.scheduler.step()
         s.epoch += 1
-        save_checkpoint(self.checkpoint(), self.out_dir / LAST)
+        state = self.checkpoint()  # every rank: it gathers their generators
+        if self.ctx.is_main:
+            save_checkpoint(state, self.out_dir / LAST)
 
     def _track_best(self, metric: float) -> None:
         s = self.state
         if s.best_metric is None or metric > s.best_metric + self.cfg.min_improvement:
             s.best_metric, s.best_epoch, s.stale = metric, s.epoch + 1, 0
             best = {"model": self.model.state_dict(), "epoch": s.epoch + 1, "metric": metric}
-            save_checkpoint(best, self.out_dir / BEST)
+            if self.ctx.is_main:
+                save_checkpoint(best, self.out_dir / BEST)
             return
         s.stale += 1
         patience = self.cfg.early_stopping_patience
@@ -221,23 +236,30 @@ class _Trainer:
                 "history": s.history,
             },
             "rng": rng_state(),
+            "rng_per_rank": gather(rng_state(), self.ctx) if self.ctx.enabled else None,
         }
 
     def restore(self, path: Path) -> None:
-        ckpt = load_checkpoint(path)
+        loaded = load_checkpoint(path) if self.ctx.is_main else {}
+        ckpt = broadcast(loaded, self.ctx)  # other nodes need no copy of the run folder
         self.model.load_state_dict(ckpt["model"])
         self.optimizer.load_state_dict(ckpt["optimizer"])
         self.scheduler.load_state_dict(ckpt["scheduler"])
         if self.scaler is not None and ckpt["scaler"] is not None:
             self.scaler.load_state_dict(ckpt["scaler"])
         self.state = _State(**ckpt["trainer"])
-        restore_rng_state(ckpt["rng"])
+        per_rank = ckpt.get("rng_per_rank")
+        if self.ctx.enabled and per_rank is not None and len(per_rank) == self.ctx.world_size:
+            restore_rng_state(per_rank[self.ctx.rank])
+        else:  # a run resumed with another world size continues rank 0's generators
+            restore_rng_state(ckpt["rng"])
         logger.info("resumed from %s after epoch %d", path, self.state.epoch)
 
     def result(self) -> FitResult:
         s = self.state
         paths = [self.out_dir / n for n in (LAST, BEST)]
         digests = {p.name: sha256_file(p) for p in paths if p.is_file()}
+        digests = broadcast(digests, self.ctx)  # rank 0 wrote them
         return FitResult(
             epochs_run=s.epoch,
             best_metric=s.best_metric,
@@ -263,46 +285,6 @@ def _take(batches: Iterable[Batch], count: int | None) -> Iterator[Batch]:
             raise ConfigError("the training batches must not be empty, got no batch")
         if count is None:
             return
-
-
-class _Reporter:
-    """Progress bar (opt-in), TensorBoard (opt-in) and log lines for each epoch."""
-
-    def __init__(self, cfg: TrainConfig, out_dir: Path, first_epoch: int) -> None:
-        from tqdm.auto import tqdm
-
-        self.bar = tqdm(
-            total=cfg.max_epochs, initial=first_epoch, disable=not cfg.progress, unit="epoch"
-        )
-        self.best = math.nan
-        self.writer: Any = None
-        if cfg.tensorboard:
-            from torch.utils.tensorboard.writer import SummaryWriter
-
-            self.writer = SummaryWriter(log_dir=str(out_dir / "tensorboard"))
-
-    def epoch(self, state: _State) -> None:
-        h, n = state.history, state.epoch
-        loss, lr, metric = h["train_loss"][-1], h["learning_rate"][-1], h["val_metric"][-1]
-        validated = not math.isnan(metric)
-        if validated:
-            logger.info("epoch %d: train loss %.4f, lr %.2e, val %.4f", n, loss, lr, metric)
-            self.best = metric if math.isnan(self.best) else max(self.best, metric)
-        else:  # no validation this epoch: say so rather than print "nan"
-            logger.info("epoch %d: train loss %.4f, lr %.2e", n, loss, lr)
-        shown = f"{self.best:.4f}" if not math.isnan(self.best) else "-"
-        self.bar.set_postfix(loss=f"{loss:.4f}", best_val=shown, refresh=False)
-        self.bar.update(1)
-        if self.writer is not None:
-            self.writer.add_scalar("train/loss", loss, n)
-            self.writer.add_scalar("train/learning_rate", lr, n)
-            if validated:
-                self.writer.add_scalar("val/metric", metric, n)
-
-    def close(self) -> None:
-        self.bar.close()
-        if self.writer is not None:
-            self.writer.close()
 
 
 def fit(
@@ -372,7 +354,7 @@ def fit(
     differ will make a resumed one differ just as much.
     """
     out_dir = Path(out_dir)
-    with training_lock(out_dir) if lock else nullcontext():
+    with training_lock(out_dir) if lock and current().is_main else nullcontext():
         return _fit(model, loss_fn, batches, cfg, out_dir, validate, resume)
 
 
@@ -386,13 +368,14 @@ def _fit(
     resume: bool,
 ) -> FitResult:
     last = out_dir / LAST
-    if last.exists() and not resume:
+    exists = broadcast(last.exists())  # rank 0's folder decides (other nodes need no copy)
+    if exists and not resume:
         raise OutputExistsError(f"{last}: a run exists here; resume it or choose another folder")
     out_dir.mkdir(parents=True, exist_ok=True)
     trainer = _Trainer(model, loss_fn, cfg, out_dir)
-    if resume and last.exists():
+    if resume and exists:
         trainer.restore(last)
-    reporter = _Reporter(cfg, out_dir, trainer.state.epoch)
+    reporter = Reporter(cfg, out_dir, trainer.state.epoch, quiet=not trainer.ctx.is_main)
     try:
         while trainer.state.epoch < cfg.max_epochs and not trainer.state.stopped:
             loss = trainer.train_epoch(batches(trainer.state.epoch))

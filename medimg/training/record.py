@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from medimg.evaluation.report import write_json
+from medimg.training.distributed import current
 from medimg.typing import PathLike
 
 __all__ = ["git_commit", "package_versions", "to_jsonable", "utc_now", "write_run_record"]
@@ -94,7 +95,8 @@ def write_run_record(
 ) -> Path:
     """Write ``out_dir/run.json`` (replacing an earlier one) and return its path.
 
-    It holds the config (dataclass fields), the manifest path and SHA-256, the seed, package
+    It holds the config (dataclass fields), the manifest path and SHA-256, the seed, the
+    number of processes (``world_size``, :func:`~medimg.training.distributed.current`), package
     versions, the git commit, the start time and the end time (now), plus ``extra`` (e.g.
     checkpoint digests, per-case status, the fingerprint).
     """
@@ -104,6 +106,7 @@ def write_run_record(
         "manifest": str(manifest_path) if manifest_path else None,
         "manifest_sha256": _sha256(manifest_path) if manifest_path else None,
         "seed": seed,
+        "world_size": current().world_size,  # processes of a torchrun run; 1 otherwise
         "versions": package_versions(),
         "git_commit": git_commit(),
         "started": started,
