@@ -72,6 +72,7 @@ _PREDICT = {
     "precision": _opt("predict", "precision"),
     "progress": _opt("predict", "progress"),
     "threshold": _opt("predict_options", "threshold"),
+    "backend": _opt("predict_options", "backend"),
     "mirror_axes": _opt("predict_options", "mirror_axes"),
     "output_format": _opt("predict_options", "output_format"),
 }
@@ -261,6 +262,11 @@ def _predict_options(p: argparse.ArgumentParser) -> None:
     a("--split", default=None, help="manifest split: training, validation or test")
     _device_options(p)
     a("--precision", default=None, help="autocast dtype: float32, bfloat16, float16 or auto")
+    a("--backend", choices=("torch", "onnxruntime"), default=None,
+      help="what runs the network: torch, or onnxruntime (float32; the same windows, "
+      "stitching and way back) on the package's network.onnx, else on network-<checkpoint "
+      "sha256>.onnx exported once into the model folder (beside a package; in memory for an "
+      "encrypted one)")  # fmt: skip
     a(
         "--threshold",
         type=float,

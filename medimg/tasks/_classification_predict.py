@@ -41,10 +41,12 @@ class ClassificationPredictor:
     """Class probabilities of a batch into ``<split>.csv`` (:class:`~medimg.tasks.Predictor`)."""
 
     def __init__(self, bundle: Any, chain: Any, cfg: PredictConfig) -> None:
+        from medimg.tasks._backend import backend_settings, with_backend
         from medimg.tasks.classification import ClassificationTask
         from medimg.training import select_device
 
         options = options_of(ClassificationTask(), cfg.options, "predict")
+        bundle = with_backend(bundle, options.backend, device=cfg.device, precision=cfg.precision)
         self.bundle, self.chain, self.head = bundle, chain, bundle.head
         self.threshold = options.threshold
         bundle.model.to(select_device(cfg.device))
@@ -57,6 +59,7 @@ class ClassificationPredictor:
             "threshold": self.threshold,
             "multi_label": self.head.multi_label,
             "input_size_vox": None if (s := self.head.input_size_vox) is None else list(s),
+            **backend_settings(options.backend),
         }
 
     def output(self, case: ResolvedCase) -> None:

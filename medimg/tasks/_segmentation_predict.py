@@ -107,9 +107,11 @@ class SegmentationPredictor:
 
     def __init__(self, bundle: Any, chain: Any, cfg: PredictConfig) -> None:
         from medimg.inference import inference_settings
+        from medimg.tasks._backend import backend_settings, with_backend
         from medimg.tasks.segmentation import SegmentationTask, inference_config
 
         options = options_of(SegmentationTask(), cfg.options, "predict")
+        bundle = with_backend(bundle, options.backend, device=cfg.device, precision=cfg.precision)
         roi = bundle.network.roi_size_vox
         self.infer = replace(
             inference_config(
@@ -124,6 +126,7 @@ class SegmentationPredictor:
             output="DICOM SEG (BINARY) + SR on the series (.seg.dcm, .sr.dcm)"
             if self.seg
             else "uint8 labels on the image's stored grid (.nii.gz)",
+            **backend_settings(options.backend),
         )
 
     def output(self, case: ResolvedCase) -> Path:

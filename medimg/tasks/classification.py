@@ -66,13 +66,25 @@ class ClassificationHead:
 
 @dataclass(frozen=True, kw_only=True)
 class ClassificationPredictOptions:
-    """Classification's prediction options: the positive-call ``threshold``, in (0, 1)."""
+    """Classification's prediction options.
+
+    Attributes
+    ----------
+    threshold : float
+        Positive-call probability, in (0, 1).
+    backend : {"torch", "onnxruntime"}
+        What runs the network (:mod:`medimg.tasks._backend`).
+    """
 
     threshold: float = 0.5
+    backend: str = "torch"
 
     def __post_init__(self) -> None:
+        from medimg.tasks._backend import check_backend
+
         if not 0 < self.threshold < 1:
             raise ConfigError(f"threshold must be in (0, 1), got {self.threshold}")
+        check_backend(self.backend)
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -66,13 +66,19 @@ class SegmentationPredictOptions:
     output_format : {"nifti", "seg"}
         ``<case>.nii.gz``, or for a DICOM case ``<case>.seg.dcm`` (DICOM SEG on the series)
         and ``<case>.sr.dcm`` (its volumes, TID 1500): :mod:`medimg.tasks._segmentation_dicom`.
+    backend : {"torch", "onnxruntime"}
+        What runs the network in the sliding window (:mod:`medimg.tasks._backend`).
     """
 
     sw_overlap: float = 0.5
     mirror_axes: tuple[int, ...] = ()
     output_format: str = "nifti"
+    backend: str = "torch"
 
     def __post_init__(self) -> None:
+        from medimg.tasks._backend import check_backend
+
+        check_backend(self.backend)
         if self.output_format not in ("nifti", "seg"):
             raise ConfigError(
                 f"output_format must be nifti or seg (DICOM SEG + SR for a DICOM case), got "
