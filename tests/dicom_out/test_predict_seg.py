@@ -117,3 +117,15 @@ def test_predict_writes_a_seg_and_sr_that_round_trip(
     assert main(argv) == 1
     text = capsys.readouterr().err + (tmp_path / "file" / "summary.json").read_text()
     assert "output_format 'seg' (--output-format seg) needs a DICOM series folder" in text
+
+
+def test_output_format_is_checked_and_parsed() -> None:
+    from medimg.cli import build_parser
+    from medimg.errors import ConfigError
+    from medimg.tasks import SegmentationPredictOptions
+
+    with pytest.raises(ConfigError, match=r"^output_format must be nifti or seg .*got 'png'"):
+        SegmentationPredictOptions(output_format="png")
+    args = build_parser().parse_args(["predict", "--manifest", "m.json", "--out", "o",
+                                      "--output-format", "seg"])  # fmt: skip
+    assert args.output_format == "seg"

@@ -217,3 +217,26 @@ def test_a_seg_without_its_empty_frames_covers_its_frames(
     geometry, _segments, _masks = read_seg_segments(tmp_path / "o.dcm")
     assert geometry.shape == (SHAPE[0], SHAPE[1], 1)
     assert "references 4 source images but its frames span 1 slices" in caplog.text
+
+
+def test_cli_dicom_seg_and_info(
+    series: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from medimg.cli import main
+
+    labels = _write_labels(series, tmp_path / "l.nii.gz")
+    argv = ["dicom", "seg", str(labels), "--reference", str(series), "--out",
+            str(tmp_path / "s.dcm"), "--label", "1=liver", "--label", "2=spleen", "--sr",
+            str(tmp_path / "v.dcm")]  # fmt: skip
+    assert main(argv) == 0
+    out = capsys.readouterr().out
+    assert f"wrote {tmp_path / 's.dcm'}: 2 segment(s) (binary) on series 1" in out
+    assert (tmp_path / "v.dcm").is_file()
+    back = load_volume(tmp_path / "s.dcm")
+    assert back.source.same_grid(read_image_header(series))
+    np.testing.assert_array_equal(back.array[0], _labels())
+    assert main(["info", str(tmp_path / "s.dcm")]) == 0
+    text = capsys.readouterr().out
+    assert "format    dicom-seg" in text
+    assert "segment   1: 'liver' Liver [SCT 10200004] (Anatomical Structure [SCT 91723000]" in text
+    assert "segment   2: 'spleen' Spleen [SCT 78961009]" in text
