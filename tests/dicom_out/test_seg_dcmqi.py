@@ -43,7 +43,6 @@ def test_partial_overlaps_refused_as_label_map_and_read_per_segment(dcmqi: Path)
         np.testing.assert_array_equal(masks[number], nrrd == number)
 
 
-@pytest.mark.slow
 def test_nrrd_labels_written_as_seg_on_the_ct_read_back_identically(
     dcmqi: Path, tmp_path: Path
 ) -> None:

@@ -43,7 +43,7 @@ from typing import Any, Literal
 import numpy as np
 from numpy.typing import NDArray
 
-from medimg.errors import ConfigError, GeometryError, ImageReadError
+from medimg.errors import ConfigError, ImageReadError
 from medimg.io.dicom._seg_codes import SegmentCodes, label_codes, load_mapping
 from medimg.io.dicom._seg_read import (
     SegmentInfo,
@@ -54,6 +54,7 @@ from medimg.io.dicom._seg_read import (
     seg_segments,
 )
 from medimg.io.dicom._seg_reference import ReferenceSeries, quiet_highdicom, reference_series
+from medimg.io.dicom._seg_write import descriptions, label_values, on_grid
 from medimg.io.geometry import SourceGeometry
 from medimg.io.volume import Volume, default_max_bytes
 from medimg.typing import PathLike
@@ -75,7 +76,6 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 OverlapPolicy = Literal["error"]
-_GRID_TOLERANCE_MM = 0.01
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -128,80 +128,6 @@ class SegWritten:
     voxel_volume_mm3: float
     reference: ReferenceSeries
     dataset: Any = field(repr=False, compare=False)
-
-
-def _label_geometry(volume: Volume) -> SourceGeometry:
-    return SourceGeometry(volume.source.path, volume.source.format, volume.spatial_shape,
-                          volume.affine, volume.source.dtype)  # fmt: skip
-
-
-def _on_grid(volume: Volume, ref: ReferenceSeries, where: str) -> NDArray[Any]:
-    """The label array in the reference's stored order; axis permutations and flips allowed."""
-    from nibabel.orientations import apply_orientation, inv_ornt_aff, io_orientation, ornt_transform
-
-    if volume.array.ndim != 4 or volume.array.shape[0] != 1:
-        raise GeometryError(
-            f"{where}: a label map must be one 3D volume, got shape {volume.array.shape[1:]} "
-            f"with {volume.array.shape[0]} channel(s)"
-        )
-    array, affine = volume.array[0], volume.affine
-    transform = ornt_transform(io_orientation(affine), io_orientation(ref.geometry.affine))
-    moved = apply_orientation(array, transform)
-    moved_affine = affine @ inv_ornt_aff(transform, array.shape)
-    label = SourceGeometry(volume.source.path, volume.source.format, tuple(moved.shape),
-                           moved_affine, volume.source.dtype)  # fmt: skip
-    if not label.same_grid(ref.geometry, tolerance_mm=_GRID_TOLERANCE_MM):
-        from medimg.io.geometry import grid_difference_mm
-
-        detail = (
-            f"corner voxel centres up to {grid_difference_mm(label, ref.geometry):.3f} mm apart"
-            if label.shape == ref.geometry.shape
-            else f"shape {tuple(array.shape)}, the series {ref.geometry.shape}"
-        )
-        raise GeometryError(
-            f"{where}: the label map must lie on the grid of the reference series "
-            f"{ref.folder} ({ref.series.label}), got {detail}; resample the labels onto the "
-            "series (medimg predict writes them there) or give the series they were made on"
-        )
-    return np.asarray(moved)
-
-
-def _label_values(array: NDArray[Any], where: str) -> list[int]:
-    if array.dtype.kind == "f" and not np.array_equal(array, np.round(array)):
-        raise ConfigError(f"{where}: a label map must hold whole numbers, it holds fractions")
-    values = np.unique(array)
-    if values.size and (values.min() < 0 or values.max() > 65535):
-        raise ConfigError(
-            f"{where}: label values must be 0..65535, got {values.min():g}..{values.max():g}"
-        )
-    return [int(v) for v in values if v != 0]
-
-
-def _descriptions(codes: dict[int, SegmentCodes], options: SegOptions) -> list[Any]:
-    import highdicom as hd
-    from pydicom.sr.codedict import codes as dcm_codes
-
-    algorithm = None
-    if options.algorithm is not None:
-        params = {"sha256": options.algorithm.sha256} if options.algorithm.sha256 else None
-        algorithm = hd.AlgorithmIdentificationSequence(
-            name=options.algorithm.name, version=options.algorithm.version,
-            family=dcm_codes.DCM.ArtificialIntelligence, source="medimg", parameters=params,
-        )  # fmt: skip
-    out = []
-    for number, seg in sorted(codes.items()):
-        description = hd.seg.SegmentDescription(
-            segment_number=number, segment_label=seg.label[:64],
-            segmented_property_category=hd.sr.CodedConcept(*seg.category),
-            segmented_property_type=hd.sr.CodedConcept(*seg.type),
-            algorithm_type="AUTOMATIC" if algorithm is not None else "MANUAL",
-            algorithm_identification=algorithm,
-        )  # fmt: skip
-        if seg.modifier is not None:
-            item = description.SegmentedPropertyTypeCodeSequence[0]
-            item.SegmentedPropertyTypeModifierCodeSequence = [hd.sr.CodedConcept(*seg.modifier)]
-        out.append(description)
-    return out
 
 
 def write_seg(
@@ -265,8 +191,8 @@ def write_seg(
     ref = reference if isinstance(reference, ReferenceSeries) else reference_series(reference)
     volume = labels if isinstance(labels, Volume) else load_volume(labels)
     where = str(volume.source.path)
-    array = _on_grid(volume, ref, where)
-    present = _label_values(array, where)
+    array = on_grid(volume, ref, where)
+    present = label_values(array, where)
     table = load_mapping(mapping if isinstance(mapping, Mapping | None) else Path(mapping))
     names = dict(names or {})
     declared = set(names) | {int(k) for k in table if k.isdigit()} | set(present)
@@ -295,7 +221,7 @@ def write_seg(
         seg = hd.seg.Segmentation(
             source_images=ref.datasets, pixel_array=pixels,
             segmentation_type="LABELMAP" if labelmap else "BINARY",
-            segment_descriptions=_descriptions(codes, options),
+            segment_descriptions=descriptions(codes, options),
             series_instance_uid=hd.UID(), series_number=options.series_number,
             sop_instance_uid=hd.UID(), instance_number=1, manufacturer="medimg",
             manufacturer_model_name=options.algorithm.name if options.algorithm else "medimg",
