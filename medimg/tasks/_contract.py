@@ -1,8 +1,9 @@
 """A model's input contract (modality, channels, dimensions) checked against what it is given.
 
-The contract is read from the loaded model itself (the record's modality, the network's
-``in_channels`` and ``spatial_dims``), so a run folder and a package made from it check the
-same way; a package's ``contract.json`` says the same (:mod:`medimg.packages`).
+A package is checked against its own ``contract.json``
+(:meth:`medimg.packages.ModelPackage.check_input`, naming the member and the field); a model
+folder against the contract read from the loaded model (the record's modality, the network's
+``in_channels`` and ``spatial_dims``), which is what a package made from it would hold.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ class InputContract:
     modality: str
     channels: int
     spatial_dims: int
+    package: Any = None
 
     def describe(self) -> str:
         """``CT images, 1 channel, 3D``."""
@@ -38,9 +40,9 @@ def contract_of(bundle: Any) -> InputContract:
     kind = "package" if source is not None and source.package is not None else "model"
     where = "model" if source is None else f"{kind} {source.path}"
     network = bundle.network
-    return InputContract(
-        where, str(bundle.modality), int(network.in_channels), int(network.spatial_dims)
-    )
+    package = None if source is None else source.package
+    return InputContract(where, str(bundle.modality), int(network.in_channels),
+                         int(network.spatial_dims), package)  # fmt: skip
 
 
 def _refuse(contract: InputContract, image: object, found: str) -> InputContractError:
@@ -68,25 +70,31 @@ def check_image_contract(
     Raises
     ------
     InputContractError
-        Naming the model (package or folder) and the image, what each is, and the fix.
+        Naming the model folder and the image, what each is, and the fix.
+    PackageError
+        For a package (:meth:`~medimg.packages.ModelPackage.check_input`).
 
     Examples
     --------
     >>> from types import SimpleNamespace
-    >>> ct = InputContract("package m.medimg", "CT", 1, 3)
+    >>> ct = InputContract("model m", "CT", 1, 3)
     >>> check_image_contract(ct, "a.nii.gz", SimpleNamespace(shape=(8, 8, 4), n_channels=1))
     >>> check_image_contract(ct, "x.nii.gz", SimpleNamespace(shape=(8, 8), n_channels=1))
     Traceback (most recent call last):
     ...
-    medimg.errors.InputContractError: package m.medimg expects CT images, 1 channel, 3D; image x.nii.gz is 2D (shape 8 x 8); predict it with a model trained on such images, or give this model an image it was made for
+    medimg.errors.InputContractError: model m expects CT images, 1 channel, 3D; image x.nii.gz is 2D (shape 8 x 8); predict it with a model trained on such images, or give this model an image it was made for
     """  # noqa: E501
-    if modality is not None and modality.upper() != contract.modality.upper():
-        raise _refuse(contract, image, f"{modality}")
     channels = int(getattr(geometry, "n_channels", 1))
-    if channels != contract.channels:
-        raise _refuse(contract, image, f"of {channels} channel{'s' * (channels != 1)}")
     shape = tuple(int(n) for n in geometry.shape)
     dims = _dims(shape)
+    if contract.package is not None:  # the package's own contract.json
+        contract.package.check_input(image, modality=modality or contract.modality,
+                                     channels=channels, spatial_dims=dims)  # fmt: skip
+        return
+    if modality is not None and modality.upper() != contract.modality.upper():
+        raise _refuse(contract, image, f"{modality}")
+    if channels != contract.channels:
+        raise _refuse(contract, image, f"of {channels} channel{'s' * (channels != 1)}")
     if dims != contract.spatial_dims:
         raise _refuse(contract, image, f"{dims}D (shape {' x '.join(map(str, shape))})")
 
@@ -101,15 +109,19 @@ def check_manifest_contract(
 
     Raises
     ------
-    InputContractError
-        Naming the model, the manifest and its first image.
+    InputContractError, PackageError
+        Naming the model, the manifest and its first image (as :func:`check_image_contract`).
     """
     contract = contract_of(bundle)
     modality = manifest.channels[0].modality.value
     channels = len(manifest.channels)
-    if modality.upper() == contract.modality.upper() and channels == contract.channels:
-        return
     first = next(iter(cases), None)
     image = f"{path}" if first is None else f"{first.images[0]} (manifest {path})"
+    if contract.package is not None:  # dimensions: per image, when it is read
+        contract.package.check_input(image, modality=modality, channels=channels,
+                                     spatial_dims=contract.spatial_dims)  # fmt: skip
+        return
+    if modality.upper() == contract.modality.upper() and channels == contract.channels:
+        return
     found = modality if channels == contract.channels else f"of {channels} channels"
     raise _refuse(contract, image, found)
