@@ -255,10 +255,14 @@ def _predict_options(p: argparse.ArgumentParser) -> None:
         "--model",
         type=Path,
         default=None,
-        metavar="DIR",
-        help="a trained model folder (model.json) or a run folder holding model/; predictions "
-        "then go to --out itself (default: --out/model, predictions in --out/predictions)",
+        metavar="MODEL",
+        help="a model folder (model.json), a run folder holding model/ or a package (.medimg); "
+        "predictions then go to --out itself (default: --out/model, into --out/predictions)",
     )
+    a("--trust", type=Path, action="append", metavar="PUBKEY", help="a package must be signed "
+      "by this key (repeatable; default: MEDIMG_TRUST, ~/.config/medimg/trust/)")  # fmt: skip
+    a("--passphrase-file", type=Path, metavar="F", help="an encrypted package's passphrase: "
+      "the first line of F (default: MEDIMG_PASSPHRASE_FILE)")  # fmt: skip
     a("--split", default=None, help="manifest split: training, validation or test")
     _device_options(p)
     a("--precision", default=None, help="autocast dtype: float32, bfloat16, float16 or auto")
@@ -401,6 +405,7 @@ def build_configs(args: argparse.Namespace, task: Any) -> Any:
             out_dir=args.out / "predictions" if model is None else args.out,
             overwrite=args.force, fail_fast=not args.keep_going,
             options=task.predict_options(**stages["predict_options"]), **stages["predict"],
+            trust=tuple(args.trust or ()), passphrase_file=args.passphrase_file,
         )  # fmt: skip
     cfg = EvaluateConfig(
         manifest=args.manifest, out_dir=args.out,
