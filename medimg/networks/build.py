@@ -1,14 +1,19 @@
 """Build a MONAI network from a :class:`~medimg.networks.config.NetworkConfig`.
 
-Every builder passes ``pretrained=False`` (or has no weights to fetch): medimg never downloads.
+Each network is one MONAI class (or factory) and its arguments, :func:`network_spec`, defined
+once: :func:`build_network` instantiates it, and a MONAI bundle's ``network_def`` is written
+from it (:mod:`medimg.interop`). Every spec passes ``pretrained=False`` (or has no weights to
+fetch): medimg never downloads.
 """
 
 from __future__ import annotations
 
+import importlib
 import math
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from types import MappingProxyType
-from typing import TYPE_CHECKING, Final
+from typing import TYPE_CHECKING, Any, Final
 
 from medimg.errors import ConfigError
 from medimg.networks.config import NetworkConfig, NetworkName
@@ -17,9 +22,27 @@ from medimg.networks.plan import plan_unet
 if TYPE_CHECKING:
     from torch import nn
 
-__all__ = ["build_network", "unet_levels"]
+__all__ = ["NetworkSpec", "build_network", "network_spec", "unet_levels"]
 
 _MAX_FEATURES: Final = {2: 512, 3: 320}
+
+
+@dataclass(frozen=True)
+class NetworkSpec:
+    """A MONAI network as its class (or factory) and keyword arguments.
+
+    ``target`` is the dotted path (``"monai.networks.nets.UNet"``); ``kwargs`` the arguments,
+    plain Python values (tuples for sequences).
+    """
+
+    target: str
+    kwargs: dict[str, Any] = field(default_factory=dict)
+
+    def build(self) -> nn.Module:
+        """Instantiate ``target(**kwargs)``."""
+        module, _, name = self.target.rpartition(".")
+        factory: Callable[..., nn.Module] = getattr(importlib.import_module(module), name)
+        return factory(**self.kwargs)
 
 
 def unet_levels(roi_size_vox: tuple[int, ...], *, max_levels: int = 5) -> int:
@@ -49,11 +72,10 @@ def _channels(cfg: NetworkConfig, levels: int) -> tuple[int, ...]:
     return tuple(min(cfg.base_features * 2**i, cap) for i in range(levels))
 
 
-def _unet(cfg: NetworkConfig) -> nn.Module:
-    from monai.networks.nets.unet import UNet
-
+def _unet(cfg: NetworkConfig) -> NetworkSpec:
     levels = unet_levels(cfg.roi_size_vox)
-    return UNet(
+    return _spec(
+        "UNet",
         spatial_dims=cfg.spatial_dims,
         in_channels=cfg.in_channels,
         out_channels=cfg.out_channels,
@@ -65,12 +87,11 @@ def _unet(cfg: NetworkConfig) -> nn.Module:
     )
 
 
-def _segresnet(cfg: NetworkConfig) -> nn.Module:
-    from monai.networks.nets.segresnet import SegResNet
-
+def _segresnet(cfg: NetworkConfig) -> NetworkSpec:
     levels = unet_levels(cfg.roi_size_vox, max_levels=4)
     blocks_down = (1, 2, 2, 4)[:levels]
-    return SegResNet(
+    return _spec(
+        "SegResNet",
         spatial_dims=cfg.spatial_dims,
         in_channels=cfg.in_channels,
         out_channels=cfg.out_channels,
@@ -82,16 +103,15 @@ def _segresnet(cfg: NetworkConfig) -> nn.Module:
     )
 
 
-def _dynunet(cfg: NetworkConfig) -> nn.Module:
-    from monai.networks.nets.dynunet import DynUNet
-
+def _dynunet(cfg: NetworkConfig) -> NetworkSpec:
     spacing = cfg.spacing_mm or (1.0,) * cfg.spatial_dims
     plan = plan_unet(cfg.roi_size_vox, spacing)
     if plan.levels < 2:
         raise ConfigError(
             f"roi_size_vox must allow one pooling (8 voxels on a fine axis), got {cfg.roi_size_vox}"
         )
-    return DynUNet(
+    return _spec(
+        "DynUNet",
         spatial_dims=cfg.spatial_dims,
         in_channels=cfg.in_channels,
         out_channels=cfg.out_channels,
@@ -107,10 +127,9 @@ def _dynunet(cfg: NetworkConfig) -> nn.Module:
     )
 
 
-def _swinunetr(cfg: NetworkConfig) -> nn.Module:
-    from monai.networks.nets.swin_unetr import SwinUNETR
-
-    return SwinUNETR(
+def _swinunetr(cfg: NetworkConfig) -> NetworkSpec:
+    return _spec(
+        "SwinUNETR",
         in_channels=cfg.in_channels,
         out_channels=cfg.out_channels,
         feature_size=cfg.base_features,
@@ -120,10 +139,9 @@ def _swinunetr(cfg: NetworkConfig) -> nn.Module:
     )
 
 
-def _densenet121(cfg: NetworkConfig) -> nn.Module:
-    from monai.networks.nets.densenet import DenseNet121
-
-    return DenseNet121(
+def _densenet121(cfg: NetworkConfig) -> NetworkSpec:
+    return _spec(
+        "DenseNet121",
         spatial_dims=cfg.spatial_dims,
         in_channels=cfg.in_channels,
         out_channels=cfg.out_channels,
@@ -134,12 +152,10 @@ def _densenet121(cfg: NetworkConfig) -> nn.Module:
     )
 
 
-def _resnet(depth: int) -> Callable[[NetworkConfig], nn.Module]:
-    def build(cfg: NetworkConfig) -> nn.Module:
-        from monai.networks.nets.resnet import resnet18, resnet50
-
-        factory = {18: resnet18, 50: resnet50}[depth]
-        return factory(
+def _resnet(depth: int) -> Callable[[NetworkConfig], NetworkSpec]:
+    def build(cfg: NetworkConfig) -> NetworkSpec:
+        return _spec(
+            f"resnet{depth}",
             pretrained=False,
             spatial_dims=cfg.spatial_dims,
             n_input_channels=cfg.in_channels,
@@ -151,11 +167,10 @@ def _resnet(depth: int) -> Callable[[NetworkConfig], nn.Module]:
     return build
 
 
-def _efficientnet_b0(cfg: NetworkConfig) -> nn.Module:
-    from monai.networks.nets.efficientnet import EfficientNetBN
-
-    return EfficientNetBN(
-        "efficientnet-b0",
+def _efficientnet_b0(cfg: NetworkConfig) -> NetworkSpec:
+    return _spec(
+        "EfficientNetBN",
+        model_name="efficientnet-b0",
         pretrained=False,
         spatial_dims=cfg.spatial_dims,
         in_channels=cfg.in_channels,
@@ -163,7 +178,11 @@ def _efficientnet_b0(cfg: NetworkConfig) -> nn.Module:
     )
 
 
-_BUILDERS: Final[Mapping[NetworkName, Callable[[NetworkConfig], nn.Module]]] = MappingProxyType(
+def _spec(name: str, **kwargs: Any) -> NetworkSpec:
+    return NetworkSpec(f"monai.networks.nets.{name}", kwargs)
+
+
+_SPECS: Final[Mapping[NetworkName, Callable[[NetworkConfig], NetworkSpec]]] = MappingProxyType(
     {
         NetworkName.UNET: _unet,
         NetworkName.SEGRESNET: _segresnet,
@@ -175,6 +194,23 @@ _BUILDERS: Final[Mapping[NetworkName, Callable[[NetworkConfig], nn.Module]]] = M
         NetworkName.EFFICIENTNET_B0: _efficientnet_b0,
     }
 )
+
+
+def network_spec(cfg: NetworkConfig) -> NetworkSpec:
+    """The MONAI class and arguments of the network ``cfg`` names (nothing is built).
+
+    Raises
+    ------
+    ConfigError
+        When the patch is too small for the network's depth (see :func:`unet_levels`).
+
+    Examples
+    --------
+    >>> spec = network_spec(NetworkConfig(name="unet", roi_size_vox=(32, 32, 16)))
+    >>> spec.target, spec.kwargs["channels"], spec.kwargs["strides"]
+    ('monai.networks.nets.UNet', (16, 32, 64), (2, 2))
+    """
+    return _SPECS[cfg.network](cfg)
 
 
 def build_network(cfg: NetworkConfig) -> nn.Module:
@@ -201,4 +237,4 @@ def build_network(cfg: NetworkConfig) -> nn.Module:
     ConfigError
         When the patch is too small for the network's depth (see :func:`unet_levels`).
     """
-    return _BUILDERS[cfg.network](cfg)
+    return network_spec(cfg).build()
