@@ -12,6 +12,7 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -173,3 +174,71 @@ def cli_labels(
     done = subprocess.run(command, env=ENV, cwd=ROOT, capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
     return {case["id"]: out / f"{case['id']}.nii.gz" for case in record["training"]}
+
+
+def create_token(data: Path) -> str:
+    """`medimg serve token create --data DATA`: the token is the last word of the last line."""
+    done = subprocess.run(
+        [sys.executable, "-m", "medimg", "serve", "token", "create", "--data", str(data)],
+        env=ENV,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    return done.stdout.strip().splitlines()[-1].split()[-1]
+
+
+@dataclass
+class Served:
+    """The session's shared server (a token exists, so every call must carry it)."""
+
+    server: Server
+    token: str
+
+    @property
+    def auth(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.token}"}
+
+    def client(self, **kwargs: object) -> httpx.Client:
+        return httpx.Client(base_url=self.server.url, headers=self.auth, timeout=60, **kwargs)  # type: ignore[arg-type]
+
+
+SHARED_LIMITS = {"max_upload_mb": 4, "max_decoded_mb": 32, "upload_timeout_s": 3}
+
+
+@pytest.fixture(scope="session")
+def served(seg_model: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
+    """`medimg serve` with 2 workers, a token and small limits the hostile tests run into."""
+    data = tmp_path_factory.mktemp("shared") / "serve"
+    token = create_token(data)
+    args = [
+        "--model",
+        str(seg_model),
+        "--workers",
+        "2",
+        "--max-queued",
+        "8",
+        "--max-jobs-per-token",
+        "12",
+        "--max-upload-mb",
+        "4",
+        "--max-decoded-mb",
+        "32",
+        "--upload-timeout-s",
+        "3",
+    ]
+    server = Server(data=data, args=args).start()
+    yield Served(server, token)
+    server.stop()
+
+
+def wait_done(client: httpx.Client, job_id: str, timeout_s: float = 180.0) -> dict[str, Any]:
+    """Poll the job until it is done or failed."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        job: dict[str, Any] = client.get(f"/v1/jobs/{job_id}").raise_for_status().json()
+        if job["status"] in ("done", "failed"):
+            return job
+        time.sleep(0.2)
+    raise AssertionError(f"job {job_id} did not finish in {timeout_s} s")

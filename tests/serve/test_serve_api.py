@@ -2,41 +2,18 @@
 
 from __future__ import annotations
 
-import time
-from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import httpx
 import numpy as np
 import pytest
-from conftest import Server, free_port
+from conftest import Served, wait_done
 
 from medimg.io import load_volume
 
 
-@pytest.fixture(scope="module")
-def server(seg_model: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    data = tmp_path_factory.mktemp("api")
-    running = Server(
-        data=data / "serve", args=["--model", str(seg_model), "--workers", "1"], port=free_port()
-    ).start()
-    yield running
-    running.stop()
-
-
-def wait_done(client: httpx.Client, job_id: str, timeout_s: float = 120.0) -> dict[str, Any]:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        job: dict[str, Any] = client.get(f"/v1/jobs/{job_id}").raise_for_status().json()
-        if job["status"] in ("done", "failed"):
-            return job
-        time.sleep(0.2)
-    raise AssertionError(f"job {job_id} did not finish in {timeout_s} s")
-
-
-def test_health_docs_and_headers(server: Server) -> None:
-    with httpx.Client(base_url=server.url) as client:
+def test_health_docs_and_headers(served: Served) -> None:
+    with served.client() as client:
         assert client.get("/healthz").json() == {"status": "ok"}
         assert client.get("/readyz").json()["status"] == "ready"
         spec = client.get("/openapi.json").json()
@@ -59,18 +36,18 @@ def test_health_docs_and_headers(server: Server) -> None:
         assert 'medimg_jobs{status="done"}' in metrics
 
 
-def test_models_listing(server: Server) -> None:
-    (model,) = httpx.get(f"{server.url}/v1/models").json()["models"]
+def test_models_listing(served: Served) -> None:
+    (model,) = httpx.get(f"{served.server.url}/v1/models", headers=served.auth).json()["models"]
     assert model["task"] == "segmentation"
     assert model["outputs"] == {"1": "liver", "2": "spleen", "3": "lesion"}
     assert model["contract"]["channels"] == 1
 
 
 def test_job_lifecycle_matches_the_command_line(
-    server: Server, case_images: list[Path], cli_labels: dict[str, Path], tmp_path: Path
+    served: Served, case_images: list[Path], cli_labels: dict[str, Path], tmp_path: Path
 ) -> None:
     image = case_images[1]  # an oblique, anisotropic phantom
-    with httpx.Client(base_url=server.url, timeout=60) as client:
+    with served.client() as client:
         answer = client.post("/v1/jobs", files={"file": ("scan.bin", image.read_bytes())})
         assert answer.status_code == 202, answer.text
         job = answer.json()
@@ -97,11 +74,11 @@ def test_job_lifecycle_matches_the_command_line(
         gone = client.get(f"/v1/jobs/{job['id']}")
         assert gone.status_code == 404
         assert "no job" in gone.json()["detail"]
-        assert not (server.data / "jobs" / job["id"]).exists()
+        assert not (served.server.data / "jobs" / job["id"]).exists()
 
 
-def test_result_before_done_and_unknown_format(server: Server) -> None:
-    with httpx.Client(base_url=server.url) as client:
+def test_result_before_done_and_unknown_format(served: Served) -> None:
+    with served.client() as client:
         missing = client.get("/v1/jobs/0123/result")
         assert missing.status_code == 404
         bad = client.get("/v1/jobs/0123/result", params={"format": "png"})
