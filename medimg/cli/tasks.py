@@ -21,6 +21,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from medimg.cli import _ray_options
+
 __all__ = ["OPTIONS", "Option", "build_configs", "register", "resolve_task"]
 
 logger = logging.getLogger(__name__)
@@ -297,6 +299,7 @@ def _predict_options(p: argparse.ArgumentParser) -> None:
 
 def register(sub: Any) -> None:
     """Add the ``train``, ``predict`` and ``evaluate`` subcommands to ``sub``."""
+    _ray_options.add_ray_options(p)
     from medimg.cli import _task_handlers as handlers
 
     train = _parser(

@@ -59,7 +59,9 @@ __all__ = [
     "BatchCase",
     "BatchModel",
     "PredictionBatch",
+    "plan_batch",
     "run_batch",
+    "run_case",
 ]
 
 logger = logging.getLogger(__name__)
@@ -297,6 +299,24 @@ def run_batch(
     CaseError
         With ``fail_fast``, naming the failing case; the cause is chained.
     """
+    todo = plan_batch(batch, cases, model, is_valid=is_valid)
+    for case, key in _progress(todo, progress):
+        batch.record(_run_one(batch, case, key, predict, fail_fast))
+    return batch.records
+
+
+def plan_batch(
+    batch: PredictionBatch,
+    cases: Sequence[BatchCase],
+    model: BatchModel,
+    *,
+    is_valid: Callable[[BatchCase], bool] | None = None,
+) -> list[tuple[BatchCase, ResumeKey | MedimgError]]:
+    """The check phase of :func:`run_batch`: reusable cases ``skipped``, stale outputs deleted.
+
+    Returns the other cases with their key (or the error computing it), in order, for
+    :func:`run_case` here or on a cluster (:mod:`medimg.inference.ray_batch`).
+    """
     batch.begin([c.case_id for c in cases])
     todo: list[tuple[BatchCase, ResumeKey | MedimgError]] = []
     for case in cases:
@@ -314,9 +334,7 @@ def run_batch(
             case.output.unlink()
         todo.append((case, key))
     batch.save()
-    for case, key in _progress(todo, progress):
-        batch.record(_run_one(batch, case, key, predict, fail_fast))
-    return batch.records
+    return todo
 
 
 def _run_one(
@@ -326,6 +344,23 @@ def _run_one(
     predict: Predict,
     fail_fast: bool,
 ) -> CaseRecord:
+    record, failure = run_case(case, key, predict)
+    if failure is None:
+        return record
+    if fail_fast:
+        batch.record(record)
+        raise CaseError(f"case {case.case_id}: prediction failed: {failure}") from failure
+    logger.error("case %s: prediction failed: %s", case.case_id, record.error)
+    return record
+
+
+def run_case(
+    case: BatchCase, key: ResumeKey | MedimgError, predict: Predict
+) -> tuple[CaseRecord, BaseException | None]:
+    """Run one case, measured; its record (``written`` or ``failed``) and the failure, if any.
+
+    ``predict`` may raise any of :data:`CASE_ERRORS`; the record names the reason and input.
+    """
     output = None if case.output is None else case.output.name
     failure: BaseException | None = None
     with measure_usage() as usage:
@@ -339,17 +374,13 @@ def _run_one(
     time_s, peak = round(usage.time_s, 6), usage.peak_memory_bytes
     if failure is None and isinstance(key, ResumeKey):
         logger.info("case %s: written%s", case.case_id, f" -> {case.output}" if output else "")
-        return CaseRecord(
+        written = CaseRecord(
             case.case_id, "written", output, key, identity, result, None, time_s, peak
         )
-    reason = _reason(case, failure)
-    record = CaseRecord(case.case_id, "failed", output, error=reason, time_s=time_s,
-                        peak_memory_bytes=peak)  # fmt: skip
-    if fail_fast:
-        batch.record(record)
-        raise CaseError(f"case {case.case_id}: prediction failed: {failure}") from failure
-    logger.error("case %s: prediction failed: %s", case.case_id, reason)
-    return record
+        return written, None
+    record = CaseRecord(case.case_id, "failed", output, error=_reason(case, failure),
+                        time_s=time_s, peak_memory_bytes=peak)  # fmt: skip
+    return record, failure
 
 
 def _reason(case: BatchCase, exc: BaseException | None) -> str:

@@ -30,7 +30,7 @@ from medimg.tasks.base import (
     TrainSettings,
 )
 
-__all__ = ["evaluate", "predict", "train"]
+__all__ = ["evaluate", "predict", "prediction_setup", "train"]
 
 logger = logging.getLogger(__name__)
 
@@ -145,8 +145,12 @@ def _memory_method() -> str:
     return probe.method
 
 
-def predict(task: Task, cfg: PredictConfig) -> PredictResult:
+def predict(task: Task, cfg: PredictConfig, *, ray: Any = None) -> PredictResult:
     """Predict every case of ``cfg.split`` with the model of ``cfg.model_dir``.
+
+    With ``ray`` (a :class:`~medimg.inference.ray_batch.RayConfig`) each remaining case is a
+    task on that Ray cluster (:mod:`medimg.inference.ray_batch`); this process keeps the lock,
+    the resume keys and the summary, and the folders must be on storage every node reaches.
 
     The run holds the lock of ``cfg.out_dir`` (a second run raises
     :class:`~medimg.errors.OutputLockedError`) and first deletes temporaries an interrupted run
@@ -172,27 +176,14 @@ def predict(task: Task, cfg: PredictConfig) -> PredictResult:
         has no cases.
     """
     from medimg.inference import BatchCase, BatchModel, PredictionBatch, run_batch
-    from medimg.manifests import load_manifest, resolve_cases
     from medimg.modality import Modality
-    from medimg.tasks._contract import check_manifest_contract
+    from medimg.tasks._ray_predict import absolute_paths, predict_on_ray
     from medimg.training import utc_now, write_run_record
-    from medimg.transforms import preprocessing_for
     from medimg.transforms.cache import chain_key
 
     started = utc_now()
-    bundle = task.load_model(cfg.model_dir, trust=cfg.trust or None,
-                             passphrase=_passphrase(cfg.passphrase_file))  # fmt: skip
-    manifest = load_manifest(cfg.manifest, check_files=cfg.fail_fast)
-    task.check_manifest(manifest, cfg.manifest)
-    cases = {c.case_id: c for c in resolve_cases(manifest, cfg.manifest) if c.split == cfg.split}
-    if not cases:
-        raise ConfigError(
-            f"split {cfg.split!r} of {cfg.manifest} must have cases to predict, got none; "
-            f"choose another --split"
-        )
-    check_manifest_contract(bundle, manifest, cfg.manifest, cases.values())
-    chain = preprocessing_for(bundle.modality, bundle.preprocess, bundle.fingerprint)
-    predictor = task.predictor(bundle, chain, cfg)
+    cfg = cfg if ray is None else absolute_paths(cfg)  # workers run in other folders
+    bundle, cases, predictor = prediction_setup(task, cfg)
     model = BatchModel(
         bundle.weights_sha256,  # the weights' digest: a run folder and its package agree
         chain_key(Modality(bundle.modality), bundle.preprocess, bundle.fingerprint),
@@ -209,11 +200,14 @@ def predict(task: Task, cfg: PredictConfig) -> PredictResult:
     with PredictionBatch(cfg.out_dir, header=header, summary_name=predictor.summary_name,
                          overwrite=cfg.overwrite) as batch:  # fmt: skip
         predictor.start()
-        records = run_batch(
-            batch, work, model, lambda b: predictor.run(cases[b.case_id], b),
-            is_valid=lambda b: predictor.is_done(cases[b.case_id]),
-            fail_fast=cfg.fail_fast, progress=cfg.progress,
-        )  # fmt: skip
+        is_valid = lambda b: predictor.is_done(cases[b.case_id])  # noqa: E731
+        if ray is not None:
+            records = predict_on_ray(task, cfg, batch, work, model, ray, is_valid)
+        else:
+            records = run_batch(
+                batch, work, model, lambda b: predictor.run(cases[b.case_id], b),
+                is_valid=is_valid, fail_fast=cfg.fail_fast, progress=cfg.progress,
+            )  # fmt: skip
         outcomes = tuple(_outcome(r, predictor.output(cases[r.case_id])) for r in records)
         main = predictor.finish(records)
         write_run_record(
@@ -222,6 +216,36 @@ def predict(task: Task, cfg: PredictConfig) -> PredictResult:
         )  # fmt: skip
     logger.info("predicted %d cases of %s -> %s", len(outcomes), cfg.split, main)
     return PredictResult(cfg.out_dir, main, batch.summary_path, outcomes)
+
+
+def prediction_setup(task: Task, cfg: PredictConfig) -> tuple[Any, dict[str, Any], Any]:
+    """The model bundle, the split's cases by id and the task's predictor of ``cfg``.
+
+    What :func:`predict` builds before its batch, and each Ray worker once
+    (:mod:`medimg.tasks._ray_predict`).
+
+    Raises
+    ------
+    ConfigError
+        When the model is not one of ``task`` or the split has no cases.
+    """
+    from medimg.manifests import load_manifest, resolve_cases
+    from medimg.tasks._contract import check_manifest_contract
+    from medimg.transforms import preprocessing_for
+
+    bundle = task.load_model(cfg.model_dir, trust=cfg.trust or None,
+                             passphrase=_passphrase(cfg.passphrase_file))  # fmt: skip
+    manifest = load_manifest(cfg.manifest, check_files=cfg.fail_fast)
+    task.check_manifest(manifest, cfg.manifest)
+    cases = {c.case_id: c for c in resolve_cases(manifest, cfg.manifest) if c.split == cfg.split}
+    if not cases:
+        raise ConfigError(
+            f"split {cfg.split!r} of {cfg.manifest} must have cases to predict, got none; "
+            f"choose another --split"
+        )
+    check_manifest_contract(bundle, manifest, cfg.manifest, cases.values())
+    chain = preprocessing_for(bundle.modality, bundle.preprocess, bundle.fingerprint)
+    return bundle, cases, task.predictor(bundle, chain, cfg)
 
 
 def _passphrase(path: Path | None) -> str | None:
