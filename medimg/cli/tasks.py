@@ -295,11 +295,11 @@ def _predict_options(p: argparse.ArgumentParser) -> None:
     a("--keep-going", action="store_true",
       help="record failing cases (with the reason) and go on; default: stop at the first "
       "failing case after checking every file")  # fmt: skip
+    _ray_options.add_ray_options(p)
 
 
 def register(sub: Any) -> None:
     """Add the ``train``, ``predict`` and ``evaluate`` subcommands to ``sub``."""
-    _ray_options.add_ray_options(p)
     from medimg.cli import _task_handlers as handlers
 
     train = _parser(
