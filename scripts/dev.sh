@@ -24,7 +24,7 @@ pick_python() {
   exit 2
 }
 
-setup() {
+setup_venv() {
   local stamp="$venv/.medimg-installed"
   local want
   want="$(sha256sum pyproject.toml | cut -d' ' -f1) $torch_pin"
@@ -39,6 +39,32 @@ setup() {
   "$venv/bin/python" -m pip install --quiet --disable-pip-version-check -e ".[test]"
   "$venv/bin/python" -c "import medimg, monai, nibabel, pydicom, SimpleITK, pydantic"
   echo "$want" >"$stamp"
+}
+
+# medimg serve's page: NiiVue and Swagger UI from the npm registry, pinned by the committed
+# package-lock.json (npm ci, scripts off; again only when the lock file changed), and Debian's
+# chromium for the browser tests (never `playwright install`, which downloads a browser).
+setup_serve_web() {
+  local web="$root/medimg/serve/web"
+  local stamp="$web/node_modules/.medimg-installed"
+  local want
+  want=$(sha256sum "$web/package-lock.json" | cut -d' ' -f1)
+  local missing=()
+  command -v npm >/dev/null 2>&1 || missing+=(npm)
+  [ -x /usr/bin/chromium ] || missing+=(chromium)
+  if [ ${#missing[@]} -gt 0 ] && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+    echo "installing ${missing[*]} with apt-get (once)" >&2
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
+  fi
+  if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
+    (cd "$web" && npm ci --ignore-scripts --no-audit --no-fund --loglevel=error)
+    echo "$want" >"$stamp"
+  fi
+}
+
+setup() {
+  setup_venv
+  setup_serve_web
 }
 
 run_tests() {
