@@ -30,7 +30,7 @@ import torch
 import torch.nn.functional as F  # the usual name
 from torch import nn
 
-__all__ = ["InstanceNormChannelsLast", "SubPixelConvTranspose", "fast_layers"]
+__all__ = ["Float32Layer", "InstanceNormChannelsLast", "SubPixelConvTranspose", "fast_layers"]
 
 # Kernel tap of the transposed convolution feeding (output phase, input offset), per axis.
 _TAP = {(0, 0): 1, (0, 1): None, (1, 0): 2, (1, 1): 0}
@@ -149,11 +149,35 @@ class InstanceNormChannelsLast(nn.Module):
         return torch.addcmul(shift.view(shape), x, scale.view(shape))
 
 
+class Float32Layer(nn.Module):
+    """Run ``inner`` in float32 with autocast off, whatever the surrounding autocast dtype.
+
+    Under bfloat16 autocast the next layer casts the float32 output back, so only ``inner``'s
+    arithmetic changes: instance statistics and the narrow sub-pixel convolution keep float32
+    digits (the planner measures whether that costs time on the machine).
+
+    Parameters
+    ----------
+    inner : nn.Module
+        The layer to keep in float32.
+    """
+
+    def __init__(self, inner: nn.Module) -> None:
+        super().__init__()
+        self.inner = inner
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """``inner(x)`` in float32."""
+        with torch.autocast(device_type=x.device.type, enabled=False):
+            return self.inner(x.float())  # type: ignore[no-any-return]  # nn.Module call
+
+
 @contextmanager
-def fast_layers(model: nn.Module) -> Iterator[int]:
+def fast_layers(model: nn.Module, *, float32: bool = False) -> Iterator[int]:
     """Swap the eligible layers of ``model`` for their fast forms; restore them on exit.
 
-    Yields the number of layers swapped.
+    With ``float32``, each fast form runs in float32 inside a :class:`Float32Layer` (for runs
+    under bfloat16 autocast). Yields the number of layers swapped.
     """
     swaps: list[tuple[nn.Module, str, nn.Module]] = []
     for parent in list(model.modules()):
@@ -165,6 +189,7 @@ def fast_layers(model: nn.Module) -> Iterator[int]:
             else:
                 continue
             fast.to(next(iter(child.parameters()), torch.empty(0)).device)
+            fast = Float32Layer(fast) if float32 else fast
             swaps.append((parent, name, child))
             setattr(parent, name, fast)
     try:

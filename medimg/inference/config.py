@@ -40,8 +40,11 @@ class InferenceConfig:
         ``"labels"``: argmax as uint8 (X, Y, Z); ``"probabilities"``: softmax of the averaged
         logits, float32 (K, X, Y, Z); ``"logits"``: the averaged logits.
     precision : {"float32", "bfloat16", "float16", "auto"}
-        Autocast dtype of the network. ``"auto"``: bfloat16 where the device supports it
-        (CUDA with bf16, or a CPU with oneDNN bf16), float32 otherwise. Stitching is float32.
+        Autocast dtype of the network. ``"auto"``: bfloat16 only where it is native (CUDA
+        with bf16, or a CPU with AVX512-BF16 or AMX) and, measured by a calibration on a few
+        of the image's windows (cached per machine and weights), its argmax agrees with
+        float32's on at least 99.9% of voxels and it runs faster; float32 otherwise. Stitching
+        is float32.
     device : str
         ``"auto"`` (CUDA when available, else CPU), or any torch device string.
     memory_budget_bytes : int or None
@@ -59,6 +62,12 @@ class InferenceConfig:
         Read and assemble the next windows in a background thread while the network runs.
     progress : bool
         Show a tqdm progress bar over the windows.
+    calibrate : bool
+        Time a few windows under each candidate batch size (unless ``batch_size`` is set),
+        memory layout and layer form (``channels_last`` and ``fast_layers`` are then chosen
+        by the measurement) and run with the fastest; the measurement is cached per machine
+        and network shape under the user's cache folder. Always on for ``precision="auto"``
+        where bfloat16 is native.
     """
 
     roi_size_vox: tuple[int, int, int] = (96, 96, 96)
@@ -74,6 +83,7 @@ class InferenceConfig:
     fast_layers: bool = True
     prefetch: bool = True
     progress: bool = False
+    calibrate: bool = False
 
     def __post_init__(self) -> None:
         roi = tuple(self.roi_size_vox)

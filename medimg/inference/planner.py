@@ -17,17 +17,27 @@ The estimate adds what is alive at the worst moment of a run of :func:`iter_slab
 
 Placement: the network runs on ``config.device``; on CUDA the stitcher's cells stay on the GPU
 when it fits the budget with the network, otherwise it moves to host memory.
+
+Settings: without calibration the batch is the largest choice that fits, and the layout and
+layer forms are the config's. With ``config.calibrate`` (and for ``precision="auto"`` where
+bfloat16 is native) the batch, memory layout, fast layers and, under bfloat16, whether those
+layers stay float32 are the fastest measured on a few windows among the choices that fit
+(:mod:`medimg.inference._calibration`, cached per machine), and ``"auto"`` takes bfloat16 only
+when it agrees with float32 and is faster.
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import Any
 
 import torch
 
 from medimg.errors import ConfigError
+from medimg.inference import _calibration
+from medimg.inference._calibration import Calibration, CalibrationRequest, RunSettings
 from medimg.inference._runtime import choose_device, resolve_precision
 from medimg.inference._stitch import stitch_memory, window_grid
 from medimg.inference.config import InferenceConfig
@@ -96,6 +106,11 @@ class InferencePlan:
         Predicted peak, by component.
     budget_bytes : int or None
         The budget the plan was made to fit.
+    channels_last, fast_layers, float32_layers : bool
+        Memory layout of the network and windows; whether the fast CPU layers are swapped
+        in; whether they run in float32 under bfloat16 autocast.
+    calibration : Calibration or None
+        The measurement the settings came from, when calibrated.
     """
 
     device: torch.device
@@ -109,6 +124,10 @@ class InferencePlan:
     slab_depth_vox: int
     memory: MemoryEstimate
     budget_bytes: int | None
+    channels_last: bool = True
+    fast_layers: bool = True
+    float32_layers: bool = False
+    calibration: Calibration | None = None
 
     def describe(self) -> str:
         """A few readable lines: placement, windows, and the memory prediction by part."""
@@ -122,10 +141,17 @@ class InferencePlan:
             f"slabs of <= {self.slab_depth_vox} voxels along Z",
             f"network on {self.device} ({str(self.compute_dtype).removeprefix('torch.')}), "
             f"stitching on {self.accumulate_on}",
+            f"network in {'channels-last' if self.channels_last else 'contiguous'} memory with "
+            f"{self._layers()}{' (calibrated)' if self.calibration else ''}",
             f"predicted peak: host {self.memory.host_bytes / gib:.2f} GiB, device "
             f"{self.memory.device_bytes / gib:.2f} GiB (budget {budget}); GiB by part: {parts}",
         ]
         return "\n".join(lines)
+
+    def _layers(self) -> str:
+        if not self.fast_layers:
+            return "own layers"
+        return "fast layers in float32" if self.float32_layers else "fast layers"
 
 
 def _probe(model: torch.nn.Module, in_channels: int, roi: tuple[int, ...]) -> tuple[int, int]:
@@ -214,6 +240,7 @@ def plan_inference(
     *,
     result_in_memory: bool = True,
     input_in_memory: bool = False,
+    windows: torch.Tensor | Callable[[], torch.Tensor] | None = None,
 ) -> InferencePlan:
     """Choose batch size and placement for a run and predict its peak memory, before running.
 
@@ -233,6 +260,10 @@ def plan_inference(
     input_in_memory : bool
         Whether the image is an array, tensor or memory map, which windows are cut from
         directly; files are read one row of windows at a time, which costs row buffers.
+    windows : Tensor or callable returning one, optional
+        ``(N, C, *roi)`` float32 windows of the image for a calibration (read only when one
+        runs); seeded noise when not given, which is enough for timing but makes the
+        bfloat16 agreement check of ``precision="auto"`` meaningless.
 
     Returns
     -------
@@ -251,28 +282,80 @@ def plan_inference(
     probe = _probe(model, shape[0], config.roi_size_vox)
     model_bytes = sum(p.numel() * p.element_size() for p in model.parameters())
     budget = _budget(config, device)
+    calibrating = _wants_calibration(config, device)
     if config.batch_size is not None:
         batches: tuple[int, ...] = (config.batch_size,)
     else:
         batches = _BATCH_CHOICES["cuda" if device.type == "cuda" else "cpu"]
-        batches = batches[:1] if budget is None else batches
+        batches = batches[:1] if budget is None and not calibrating else batches
+    fits: list[tuple[int, bool, MemoryEstimate]] = []
     smallest: MemoryEstimate | None = None
     for batch, on_device in [(b, d) for b in batches for d in (True, False)]:
         raw = _estimate(config, shape, probe, batch, result_in_memory, input_in_memory)
         est = _place(replace(raw, model=model_bytes), device, on_device)
-        used = est.device_bytes if device.type == "cuda" else est.host_bytes
+        used = _used(est, device)
         smallest = est if smallest is None or used < _used(smallest, device) else smallest
-        if budget is None or used <= budget:
-            return _make_plan(config, shape, probe[0], batch, device, on_device, est, budget)
-    assert smallest is not None  # the loop ran at least once
-    assert budget is not None  # only a budget can reject a plan
-    by_part = ", ".join(f"{k} {v / 1024**3:.2f}" for k, v in smallest.parts().items())
-    raise ConfigError(
-        f"memory budget must cover the smallest plan's predicted peak of "
-        f"{_used(smallest, device) / 1024**3:.2f} GiB on {device}, got {budget / 1024**3:.2f} "
-        f"GiB (GiB by part: {by_part}); "
-        "raise memory_budget_bytes, use a smaller roi_size_vox, or write the output to disk"
+        if (budget is None or used <= budget) and batch not in [f[0] for f in fits]:
+            fits.append((batch, on_device, est))
+    if not fits:
+        assert smallest is not None  # the loop ran at least once
+        assert budget is not None  # only a budget can reject a plan
+        by_part = ", ".join(f"{k} {v / 1024**3:.2f}" for k, v in smallest.parts().items())
+        raise ConfigError(
+            f"memory budget must cover the smallest plan's predicted peak of "
+            f"{_used(smallest, device) / 1024**3:.2f} GiB on {device}, got "
+            f"{budget / 1024**3:.2f} GiB (GiB by part: {by_part}); "
+            "raise memory_budget_bytes, use a smaller roi_size_vox, or write the output to disk"
+        )
+    if not calibrating:
+        batch, on_device, est = fits[0]
+        dtype = resolve_precision(config.precision, device)
+        settings = RunSettings(
+            batch, config.channels_last, config.fast_layers and dtype == torch.float32
+        )
+        return _make_plan(config, shape, probe[0], device, on_device, est, budget, dtype, settings)
+    cal = _calibrate(model, shape, config, device, [f[0] for f in fits], windows)
+    batch, on_device, est = next(f for f in fits if f[0] == cal.settings.batch_size)
+    return _make_plan(
+        config, shape, probe[0], device, on_device, est, budget, cal.dtype, cal.settings, cal
     )
+
+
+def _wants_calibration(config: InferenceConfig, device: torch.device) -> bool:
+    auto = config.precision == "auto" and _calibration.native_bf16(device)
+    return config.calibrate or auto
+
+
+_CALIBRATION_WINDOWS = 4
+
+
+def _calibrate(
+    model: torch.nn.Module,
+    shape: tuple[int, int, int, int],
+    config: InferenceConfig,
+    device: torch.device,
+    batches: list[int],
+    windows: torch.Tensor | Callable[[], torch.Tensor] | None,
+) -> Calibration:
+    if callable(windows):
+        windows = windows()
+    if windows is None:
+        gen = torch.Generator().manual_seed(0)
+        n, roi = _CALIBRATION_WINDOWS, config.roi_size_vox
+        windows = torch.randn((n, shape[0], *roi), generator=gen)
+    auto = config.precision == "auto"
+    request = CalibrationRequest(
+        device=device,
+        precisions=(torch.float32,) if auto else (resolve_precision(config.precision, device),),
+        batches=tuple(sorted(batches)),
+        cache=_calibration.CalibrationCache(_calibration.default_cache_path()),
+        auto=auto,
+    )
+    was_training = model.training
+    try:
+        return _calibration.calibrate(model, windows, request)
+    finally:
+        model.train(was_training)
 
 
 def _used(estimate: MemoryEstimate, device: torch.device) -> int:
@@ -283,18 +366,20 @@ def _make_plan(
     config: InferenceConfig,
     shape: tuple[int, int, int, int],
     n_classes: int,
-    batch: int,
     device: torch.device,
     stitch_on_device: bool,
     estimate: MemoryEstimate,
     budget: int | None,
+    dtype: torch.dtype,
+    settings: RunSettings,
+    calibration: Calibration | None = None,
 ) -> InferencePlan:
     grid = window_grid(shape[1:], config.roi_size_vox, config.overlap)
     return InferencePlan(
         device=device,
         accumulate_on=device if stitch_on_device else torch.device("cpu"),
-        compute_dtype=resolve_precision(config.precision, device),
-        batch_size=batch,
+        compute_dtype=dtype,
+        batch_size=settings.batch_size,
         image_shape=shape,
         n_classes=n_classes,
         n_windows=grid.n_windows,
@@ -302,4 +387,8 @@ def _make_plan(
         slab_depth_vox=stitch_memory(grid, n_classes, config.output).depth,
         memory=estimate,
         budget_bytes=budget,
+        channels_last=settings.channels_last,
+        fast_layers=settings.fast_layers,
+        float32_layers=settings.float32_layers,
+        calibration=calibration,
     )

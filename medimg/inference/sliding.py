@@ -62,14 +62,14 @@ def _read_row(source: SlabSource, grid: WindowGrid, z_start: int) -> torch.Tenso
 
 
 def _batches(
-    source: SlabSource, grid: WindowGrid, batch_size: int, channels_last: bool
+    source: SlabSource, grid: WindowGrid, batch_size: int, channels_last: bool, skip: int = 0
 ) -> Iterator[_Batch]:
-    """Windows in the grid's order, ``batch_size`` at a time; a batch may span two rows.
+    """Windows in the grid's order after the first ``skip``, ``batch_size`` at a time.
 
-    Arrays and tensors that need no padding are cut window by window; files (and padded
-    volumes) are read one row of windows at a time, each row once.
+    A batch may span two rows. Arrays and tensors that need no padding are cut window by
+    window; files (and padded volumes) are read one row of windows at a time, each row once.
     """
-    windows = grid.windows()
+    windows = grid.windows()[skip:]
     direct = source.random_access and not grid.needs_padding
     rows: dict[int, torch.Tensor] = {}
     last_use = {z: i for i, (_, _, z) in enumerate(windows)}
@@ -101,6 +101,13 @@ def _from_rows(
         rows[z] = _read_row(source, grid, z)
     for image, (x, y, z) in zip(images, chunk, strict=True):
         image.copy_(rows[z][:, x : x + rx, y : y + ry])
+
+
+def _calibration_windows(source: SlabSource, grid: WindowGrid, n: int = 4) -> torch.Tensor:
+    """Up to ``n`` consecutive windows from the middle of the grid, for a calibration."""
+    windows = grid.windows()
+    first = max(0, min(len(windows) // 2 - n // 2, len(windows) - n))
+    return next(_batches(source, grid, n, False, skip=first)).images
 
 
 def _forward(
@@ -161,17 +168,23 @@ def iter_slabs(
     """
     config = config or InferenceConfig()
     source = open_source(image)
-    plan = plan or plan_inference(model, source.shape, config, input_in_memory=source.random_access)
     grid = window_grid(source.shape[1:], config.roi_size_vox, config.overlap)
+    plan = plan or plan_inference(
+        model,
+        source.shape,
+        config,
+        input_in_memory=source.random_access,
+        windows=lambda: _calibration_windows(source, grid),
+    )
     logger.debug("%s", plan.describe())  # per call: validation runs it every few epochs
     was_training = model.training
     model.eval().to(plan.device)
-    if config.channels_last:
-        model.to(memory_format=torch.channels_last_3d)  # type: ignore[call-overload]  # accepted at runtime, missing from torch's overloads
-    # float32 only: the swapped layers' statistics and shuffles would run in bfloat16
-    fast = config.fast_layers and plan.device.type == "cpu" and plan.compute_dtype == torch.float32
+    layout = torch.channels_last_3d if plan.channels_last else torch.contiguous_format
+    model.to(memory_format=layout)  # type: ignore[call-overload]  # accepted at runtime, missing from torch's overloads
+    # the plan keeps them off under autocast unless a calibration measured them (float32 or not)
+    fast = plan.fast_layers and plan.device.type == "cpu"
     try:
-        with fast_layers(model) if fast else nullcontext(0) as swapped:
+        with fast_layers(model, float32=plan.float32_layers) if fast else nullcontext(0) as swapped:
             logger.debug("%d layers in their fast CPU form for the run", swapped)
             yield from _run(model, source, grid, config, plan)
     finally:
@@ -189,7 +202,7 @@ def _run(
     # ordinary tensors, and slabs are yielded outside every mode, so none leaks to the caller.
     importance = gaussian_importance_map(grid.roi, config.sigma_scale)
     batches = prefetched(
-        lambda: _batches(source, grid, plan.batch_size, config.channels_last),
+        lambda: _batches(source, grid, plan.batch_size, plan.channels_last),
         enabled=config.prefetch,
     )
     stitcher: Stitcher | None = None
