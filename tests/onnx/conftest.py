@@ -7,6 +7,7 @@ backends means a real difference, not a coin toss between near-equal random logi
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -59,3 +60,49 @@ def cls_run(xray_dataset: Path, tmp_path_factory: pytest.TempPathFactory) -> Pat
     )  # fmt: skip
     train(cfg)
     return out
+
+
+def write_untrained_run(root: Path, *, task: str = "segmentation", seed: int = 0) -> Path:
+    """A run folder as training writes it, with a seeded untrained network (no training).
+
+    Segmentation: DynUNet (deep supervision) on (16, 16, 8) windows at (1, 1, 2.5) mm, CT with
+    the soft-tissue window; classification: a narrow 3D ResNet-18 on (16, 16, 16) inputs.
+    """
+    import torch
+
+    from medimg.networks import NetworkConfig, build_network
+    from medimg.training import save_checkpoint, save_model_bundle
+
+    model_dir = root / "model"
+    model_dir.mkdir(parents=True)
+    torch.manual_seed(seed)
+    head = None
+    if task == "segmentation":
+        network = NetworkConfig(name="dynunet", out_channels=3, roi_size_vox=(16, 16, 8),
+                                spacing_mm=(1.0, 1.0, 2.5), base_features=4,
+                                deep_supervision=True)  # fmt: skip
+        outputs = {1: "liver", 2: "spleen"}
+    else:
+        from medimg.tasks.classification import ClassificationHead
+
+        network = NetworkConfig(name="resnet18", out_channels=2, roi_size_vox=(16, 16, 16),
+                                width_factor=0.25)  # fmt: skip
+        outputs = {0: "normal", 1: "nodule"}
+        head = ClassificationHead(input_size_vox=(16, 16, 16))
+    save_checkpoint({"model": build_network(network).state_dict()}, model_dir / "best.pt")
+    preprocess = PreprocessConfig(target_spacing_mm=(1.0, 1.0, 2.5), hu_window="soft_tissue")
+    save_model_bundle(model_dir, network=network, preprocess=preprocess, modality="CT",
+                      outputs=outputs, fingerprint=None, checkpoint="best.pt", head=head)  # fmt: skip
+    return root
+
+
+@pytest.fixture(scope="session")
+def untrained_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A segmentation run folder with an untrained DynUNet (read only: copy to change it)."""
+    return write_untrained_run(tmp_path_factory.mktemp("onnx-untrained") / "run")
+
+
+@pytest.fixture
+def make_untrained_run() -> Callable[..., Path]:
+    """:func:`write_untrained_run` as a fixture (another task, another seed)."""
+    return write_untrained_run
