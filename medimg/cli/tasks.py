@@ -77,6 +77,7 @@ _PREDICT = {
     "backend": _opt("predict_options", "backend"),
     "mirror_axes": _opt("predict_options", "mirror_axes"),
     "output_format": _opt("predict_options", "output_format"),
+    "seg_type": _opt("predict_options", "seg_type"),
 }
 _EVALUATE = {
     "split": _opt("evaluate", "split"),
@@ -288,9 +289,12 @@ def _predict_options(p: argparse.ArgumentParser) -> None:
         help="test-time mirroring over these axes (0 1 2 = X Y Z, RAS), the logits of every "
         "flip combination averaged (2**k passes)",
     )
-    a("--output-format", choices=("nifti", "seg"), default=None,
+    a("--output-format", choices=("nifti", "seg", "json", "sr"), default=None,
       help="segmentation: nifti (<case>.nii.gz), or seg: for a DICOM case <case>.seg.dcm "
-      "(DICOM SEG on the series) and <case>.sr.dcm (volumes, TID 1500)")  # fmt: skip
+      "(DICOM SEG on the series) and <case>.sr.dcm (volumes, TID 1500); detection: json "
+      "(<case>.json), or sr: for a DICOM case also <case>.sr.dcm (boxes, TID 1500)")  # fmt: skip
+    a("--seg-type", choices=("binary", "labelmap"), default=None,
+      help="with --output-format seg: a BINARY or a LABELMAP SEG")  # fmt: skip
     a("--force", action="store_true", help="predict every case again")
     a("--keep-going", action="store_true",
       help="record failing cases (with the reason) and go on; default: stop at the first "

@@ -121,9 +121,10 @@ class SegmentationPredictor:
         )
         self.bundle, self.chain, self.out_dir = bundle, chain, cfg.out_dir
         self.seg = options.output_format == "seg"  # DICOM SEG + SR (_segmentation_dicom)
+        self.seg_type = options.seg_type
         self.settings = inference_settings(
             self.infer,
-            output="DICOM SEG (BINARY) + SR on the series (.seg.dcm, .sr.dcm)"
+            output=f"DICOM SEG ({options.seg_type.upper()}) + SR on the series (.seg.dcm, .sr.dcm)"
             if self.seg
             else "uint8 labels on the image's stored grid (.nii.gz)",
             **backend_settings(options.backend),
@@ -140,7 +141,7 @@ class SegmentationPredictor:
             def labels(out: Path) -> Path:
                 return predict_case(case, self.chain, network, self.infer, out)
 
-            write_case_seg(case, labels, self.bundle, self.output(case))
+            write_case_seg(case, labels, self.bundle, self.output(case), seg_type=self.seg_type)
             return
         predict_case(case, self.chain, network, self.infer, self.output(case))
 

@@ -12,6 +12,7 @@
   ``network``).
 * **Prediction.** ``<case>.json`` per case: every box's score, class, world centre and size
   (mm, RAS+) and its box in voxels of the image's *stored* grid; resume keys as every task's.
+  ``output_format="sr"`` adds ``<case>.sr.dcm`` for a DICOM case (the boxes as DICOM SR).
 * **Evaluation.** FROC at 1/8 .. 8 false positives per scan, CPM and mAP at IoU 0.1 over the
   split: ``summary.json``, ``cases.csv``, ``froc.png``, slices with boxes, ``report.md``.
 
@@ -56,13 +57,28 @@ def _train() -> TrainConfig:
 
 @dataclass(frozen=True, kw_only=True)
 class DetectionPredictOptions:
-    """Detection's prediction options: boxes scoring under ``min_score`` (in [0, 1]) are dropped."""
+    """Detection's prediction options.
+
+    Attributes
+    ----------
+    min_score : float
+        Boxes scoring under it (in [0, 1]) are dropped.
+    output_format : {"json", "sr"}
+        ``<case>.json``; ``sr`` adds, for a DICOM case, ``<case>.sr.dcm`` beside it: the boxes
+        as a TID 1500 SR on the series (:func:`~medimg.io.dicom.sr.write_boxes_sr`).
+    """
 
     min_score: float = 0.0
+    output_format: str = "json"
 
     def __post_init__(self) -> None:
         if not 0 <= self.min_score <= 1:
             raise ConfigError(f"min_score must be in [0, 1], got {self.min_score}")
+        if self.output_format not in ("json", "sr"):
+            raise ConfigError(
+                f"output_format must be json or sr (boxes also as DICOM SR for a DICOM case) "
+                f"for detection, got {self.output_format!r}"
+            )
 
 
 @dataclass(frozen=True, kw_only=True)

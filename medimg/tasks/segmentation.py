@@ -66,6 +66,8 @@ class SegmentationPredictOptions:
     output_format : {"nifti", "seg"}
         ``<case>.nii.gz``, or for a DICOM case ``<case>.seg.dcm`` (DICOM SEG on the series)
         and ``<case>.sr.dcm`` (its volumes, TID 1500): :mod:`medimg.tasks._segmentation_dicom`.
+    seg_type : {"binary", "labelmap"}
+        The SEG's type with ``output_format="seg"`` (BINARY, or LABELMAP); only with ``seg``.
     backend : {"torch", "onnxruntime"}
         What runs the network in the sliding window (:mod:`medimg.tasks._backend`).
     """
@@ -73,10 +75,12 @@ class SegmentationPredictOptions:
     sw_overlap: float = 0.5
     mirror_axes: tuple[int, ...] = ()
     output_format: str = "nifti"
+    seg_type: str = "binary"
     backend: str = "torch"
 
     def __post_init__(self) -> None:
         from medimg.tasks._backend import check_backend
+        from medimg.tasks._segmentation_dicom import check_seg_type
 
         check_backend(self.backend)
         if self.output_format not in ("nifti", "seg"):
@@ -84,6 +88,7 @@ class SegmentationPredictOptions:
                 f"output_format must be nifti or seg (DICOM SEG + SR for a DICOM case), got "
                 f"{self.output_format!r}"
             )
+        check_seg_type(self.seg_type, self.output_format)
         axes = tuple(self.mirror_axes)
         if any(a not in (0, 1, 2) for a in axes) or len(set(axes)) != len(axes):
             raise ConfigError(

@@ -15,7 +15,10 @@ extent along patient x, y and z, mm) and the detector's score as a Probability
 a polyline is a curve, not a region, that no TID 1500 reader can measure, and a point alone
 loses the extent; the ellipsoid is a volumetric graphic type TID 1411 defines, the box is its
 exact bounding box (nothing is lost), and medimg already carries boxes between grids as the
-ellipsoids they bound (:mod:`medimg.tasks._detection_boxes`).
+ellipsoids they bound (:mod:`medimg.tasks._detection_boxes`). With no box at all the report
+holds one TID 1501 group of finding type Finding (SCT 404684003) evaluated as Finding: Absent
+(SCT 272519000): TID 1500 needs a measurement group, and "nothing found" is a result a reader
+should see.
 """
 
 from __future__ import annotations
@@ -227,5 +230,22 @@ def write_boxes_sr(
             ),
             finding_type=finding, algorithm_id=_algorithm(algorithm), measurements=measurements,
         ))  # fmt: skip
+    if not groups:  # TID 1500 needs a group: one that says nothing was found
+        groups.append(_no_findings(codes))
     return _save(groups, ref.datasets[:1], Path(out), algorithm, overwrite=overwrite,
                  title="medimg detections")  # fmt: skip
+
+
+def _no_findings(codes: Any) -> Any:
+    """A TID 1501 group of finding type Finding whose evaluation is Finding: Absent (no box)."""
+    import highdicom as hd
+
+    finding = hd.sr.CodedConcept(codes.SCT.Finding.value, "SCT", codes.SCT.Finding.meaning)
+    return hd.sr.MeasurementsAndQualitativeEvaluations(
+        tracking_identifier=hd.sr.TrackingIdentifier(uid=hd.UID(), identifier="no boxes"),
+        finding_type=finding,
+        qualitative_evaluations=[hd.sr.QualitativeEvaluation(
+            name=finding,
+            value=hd.sr.CodedConcept(codes.SCT.Absent.value, "SCT", codes.SCT.Absent.meaning),
+        )],
+    )  # fmt: skip
