@@ -68,7 +68,9 @@ def _store(request: Request) -> JobStore:
 @router.get("/models", summary="The served models: task, labels or classes, input, card")
 def list_models(request: Request, owner: Owner) -> dict[str, Any]:
     """Every served model's description (``Model.describe()``), by name."""
-    return {"models": list(request.app.state.models.values())}
+    hidden = {"source"}  # where the operator keeps the model is not the clients' business
+    models = request.app.state.models.values()
+    return {"models": [{k: v for k, v in m.items() if k not in hidden} for m in models]}
 
 
 def _pick_model(request: Request, name: object) -> str:
@@ -167,7 +169,7 @@ async def create_job(request: Request, owner: Owner) -> JSONResponse:
             )
         except UploadError as exc:
             shutil.rmtree(folder, ignore_errors=True)
-            logger.info("upload refused (%d): %s", exc.status, exc)
+            logger.info("upload refused (%d)", exc.status)  # the reason may name members
             raise HTTPException(exc.status, str(exc)) from None
         except AdmissionError as exc:
             shutil.rmtree(folder, ignore_errors=True)
