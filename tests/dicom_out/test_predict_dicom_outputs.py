@@ -190,3 +190,89 @@ def test_output_formats_are_checked_per_task() -> None:
         SegmentationPredictOptions(output_format="seg", seg_type="x")
     with pytest.raises(ConfigError, match=r"applies to output_format 'seg' only, got .*'nifti'"):
         SegmentationPredictOptions(seg_type="labelmap")
+
+
+def _segmentation_run(root: Path) -> Path:
+    """A run folder of a seeded, untrained 4-class DynUNet (as training writes one)."""
+    import torch
+
+    from medimg.networks import NetworkConfig, build_network
+    from medimg.training import save_checkpoint, save_model_bundle
+    from medimg.transforms import PreprocessConfig
+
+    torch.manual_seed(1)
+    net = NetworkConfig(name="dynunet", in_channels=1, out_channels=4, roi_size_vox=(16, 16, 8),
+                        spacing_mm=(4.0, 4.0, 6.0), base_features=4)  # fmt: skip
+    model_dir = root / "model"
+    model_dir.mkdir(parents=True)
+    save_checkpoint({"model": build_network(net).state_dict(), "epoch": 1}, model_dir / "best.pt")
+    save_model_bundle(model_dir, network=net, modality="CT",
+                      outputs={0: "background", 1: "liver", 2: "spleen", 3: "lesion"},
+                      preprocess=PreprocessConfig(target_spacing_mm=(4.0, 4.0, 6.0),
+                                                  hu_window="soft_tissue"),
+                      fingerprint=None, checkpoint="best.pt")  # fmt: skip
+    run = {"task": "segmentation", "config": {}, "seed": 1,
+           "cases": {"train": ["a"], "validation": []}}  # fmt: skip
+    (model_dir / "run.json").write_text(json.dumps(run))
+    return root
+
+
+def _segmentation_manifest(root: Path) -> Path:
+    from medimg.synthetic import CT_LABELS, ct_phantom
+
+    shape, spacing = (20, 16, 10), (5.0, 5.5, 7.0)
+    cases = []
+    for k in range(2):
+        affine = grid_affine(shape, spacing, axcodes="LPS", rotation_deg=(8.0, -5.0, 15.0 * k))
+        phantom = ct_phantom(shape, spacing, affine=affine, seed=k)
+        write_dicom_series(np.round(phantom.image.array[0]), affine, root / f"ct{k}",
+                           DicomSeriesSpec(seed=10 + k), shuffle_seed=k)  # fmt: skip
+        cases.append({"id": f"c{k}", "image": f"ct{k}"})
+    raw = {"schema_version": 1, "name": "s", "channels": [{"name": "CT", "modality": "CT"}],
+           "labels": [{"value": v, "name": n} for v, n in CT_LABELS.items()],
+           "training": cases[:1], "test": cases[1:]}  # fmt: skip
+    path = root / "seg.json"
+    path.write_text(json.dumps(raw))
+    return path
+
+
+@pytest.mark.slow
+def test_predict_writes_a_labelmap_seg_naming_the_package(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from medimg.io import load_volume, read_image_header
+    from medimg.packages import pack_model, read_package
+
+    manifest = _segmentation_manifest(tmp_path / "data")
+    run = _segmentation_run(tmp_path / "run")
+    package = pack_model(run, tmp_path / "liver.medimg", version="2.1")
+    assert _predict(run, manifest, tmp_path / "nifti") == 0, capsys.readouterr().err
+    argv = ["--output-format", "seg", "--seg-type", "labelmap"]
+    assert _predict(package, manifest, tmp_path / "seg", *argv) == 0, capsys.readouterr().err
+    seg_path = tmp_path / "seg" / "c1.seg.dcm"
+    ds = pydicom.dcmread(seg_path)
+    assert (ds.Modality, ds.SegmentationType) == ("SEG", "LABELMAP")
+    back = load_volume(seg_path)
+    assert back.source.same_grid(read_image_header(manifest.parent / "ct1"))
+    np.testing.assert_array_equal(back.array, load_volume(tmp_path / "nifti" / "c1.nii.gz").array)
+    (liver,) = [item for item in ds.SegmentSequence if int(item.SegmentNumber) == 1]
+    algorithm = liver.SegmentationAlgorithmIdentificationSequence[0]
+    assert (algorithm.AlgorithmName, algorithm.AlgorithmVersion) == ("liver.medimg", "2.1")
+    assert f"sha256={read_package(package).sha256}" in str(algorithm.AlgorithmParameters)
+    assert (tmp_path / "seg" / "c1.sr.dcm").is_file()
+    # BINARY is another output: the LABELMAP SEG is not taken for it
+    assert _predict(package, manifest, tmp_path / "seg", "--output-format", "seg") == 0
+    assert "1 written, 0 skipped" in capsys.readouterr().out
+    assert pydicom.dcmread(seg_path).SegmentationType == "BINARY"
+
+
+def test_the_algorithm_of_a_folder_is_its_network_and_weights_file(tmp_path: Path) -> None:
+    import medimg
+    from medimg.tasks._segmentation_dicom import algorithm_of
+    from medimg.training import load_model_bundle
+
+    run = _segmentation_run(tmp_path / "run")
+    record = json.loads((run / "model" / "model.json").read_text())
+    found = algorithm_of(load_model_bundle(run / "model"))
+    assert (found.name, found.version) == ("medimg-dynunet", medimg.__version__)
+    assert found.sha256 == record["checkpoint_sha256"]
