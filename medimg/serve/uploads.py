@@ -191,7 +191,7 @@ def check_upload(raw: Path, folder: Path, limits: UploadLimits) -> CheckedInput:
             raise UploadError(
                 413,
                 f"the upload's header claims a {geometry.shape} volume of "
-                f"{geometry.dtype} ({needed} bytes decoded), at most "
+                f"{np.dtype(geometry.dtype).name} ({needed} bytes decoded), at most "
                 f"{limits.max_decoded_bytes}; crop or resample it, or ask for a "
                 "larger --max-decoded-mb",
             )
