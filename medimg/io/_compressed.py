@@ -252,7 +252,7 @@ def region_pieces(pieces: Iterable[bytes], offset: int, nbytes: int) -> Iterator
         if hi > lo:
             if held:
                 yield held
-            held = piece[lo:hi]
+            held = piece if (lo, hi) == (0, len(piece)) else piece[lo:hi]  # no copy if whole
     if held:
         yield held
 

@@ -73,3 +73,35 @@ def test_truncated_stream_is_refused(tmp_path: Path) -> None:
     data = _write(tmp_path, blob[: len(blob) // 2])
     with pytest.raises(ImageReadError, match="truncated"):
         b"".join(iter_decompressed(data))
+
+
+@pytest.mark.slow  # importing MONAI's transforms on a loaded machine
+def test_ct_chain_output_is_todays_within_1e6(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The whole CT chain on a seeded oblique, anisotropic .nii.gz: ISA-L against zlib."""
+    import nibabel as nib
+
+    from medimg.transforms import PreprocessConfig, preprocessing_for
+
+    rng = np.random.default_rng(5)
+    data = rng.integers(-1000, 1500, size=(40, 36, 12), dtype=np.int16)
+    c, s = np.cos(0.3), np.sin(0.3)
+    affine = np.array(
+        [
+            [-0.8 * c, 0.9 * s, 0, 12.0],
+            [-0.8 * s, -0.9 * c, 0, -4.0],
+            [0, 0, 3.0, 7.5],
+            [0, 0, 0, 1],
+        ]
+    )
+    path = tmp_path / "ct.nii.gz"
+    nib.save(nib.Nifti1Image(data, affine), str(path))
+    cfg = PreprocessConfig(target_spacing_mm=(1.5, 1.5, 1.5), hu_window=(-1000.0, 1000.0))
+    chain = preprocessing_for("CT", cfg)
+    fast = np.asarray(chain({"image": str(path)})["image"])
+    monkeypatch.setattr(_compressed, "_isal_zlib", None)
+    today = np.asarray(chain({"image": str(path)})["image"])
+    assert fast.shape == today.shape
+    assert fast.shape[1:] != data.shape  # resampled
+    np.testing.assert_allclose(fast, today, rtol=0, atol=1e-6)
