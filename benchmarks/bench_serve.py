@@ -230,7 +230,7 @@ def main() -> None:
     print(f"{n} cases of {args.size}^3, {args.threads} threads, one worker each")
     print(
         f"medimg predict: per case p50 {p50_predict:.2f} s, p95 {_p95(per_case):.2f} s; "
-        f"whole command {wall:.1f} s ({n / wall:.3f} cases/s with start-up)"
+        f"whole command {wall:.1f} s for {n + 1} cases, start-up included"
     )
     print(
         f"medimg serve:   latency  p50 {p50_serve:.2f} s, p95 {_p95(latency):.2f} s; "
