@@ -77,6 +77,24 @@ def _overlapping(tmp: Path) -> Sequence[str]:
     return ["dicom", "seg", tmp / "o.dcm", "--reference", tmp / "ct", "--out", tmp / "s.dcm"]
 
 
+def _predict(task: str, *extra: str) -> Callable[[Path], Sequence[str]]:
+    """``medimg predict`` on a (never read further) manifest of ``task`` with ``extra``."""
+
+    def make(tmp: Path) -> Sequence[str]:
+        import json
+
+        case = {"id": "a", "image": "a.nii.gz"}
+        raw: dict[str, object] = {"schema_version": 1, "name": "s", "training": [case],
+                                  "labels": [{"value": 0, "name": "background"}]}  # fmt: skip
+        if task == "detection":
+            raw = {"schema_version": 2, "task": "detection", "name": "d", "classes": ["nodule"],
+                   "training": [{**case, "boxes": []}]}  # fmt: skip
+        (tmp / "m.json").write_text(json.dumps(raw))
+        return ["predict", "--manifest", tmp / "m.json", "--out", tmp / "o", *extra]
+
+    return make
+
+
 CATALOGUE = [
     BadInput("seg-labels-off-the-reference-grid",
              _seg(["--label", "1=liver", "--label", "2=spleen"], offset_mm=2.0), 2,
@@ -95,6 +113,15 @@ CATALOGUE = [
     BadInput("seg-output-exists", _exists, 2, r"error: {tmp}/s\.dcm: exists; pass .*--force"),
     BadInput("seg-overlapping-segments-as-label-map", _overlapping, 2,
              r"error: {tmp}/o\.dcm: its segments overlap \(1 'a' and 2 'b' share 4 voxels"),
+    BadInput("predict-seg-type-without-seg", _predict("segmentation", "--seg-type", "labelmap"),
+             2, r"error: seg_type 'labelmap' \(--seg-type\) applies to output_format 'seg' only, "
+             r"got output_format 'nifti'; add --output-format seg"),
+    BadInput("predict-detection-output-format-seg", _predict("detection", "--output-format", "seg"),
+             2, r"error: output_format must be json or sr \(boxes also as DICOM SR for a DICOM "
+             r"case\) for detection, got 'seg'"),
+    BadInput("predict-detection-seg-type", _predict("detection", "--seg-type", "binary"), 2,
+             r"error: options of medimg predict must apply to the detection task of {tmp}/m\.json"
+             r", got --seg-type \(an option of segmentation\); drop it"),
 ]  # fmt: skip
 
 
