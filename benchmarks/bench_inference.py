@@ -11,8 +11,10 @@ Parts (``--parts speed,memory,scale``):
 * **speed**: MONAI's 3D UNet, channels (16, 32, 64, 128, 256), strides 2, ROI 96, Gaussian,
   overlap 0.5, trained for ``--train-steps`` steps on a synthetic CT phantom
   (``medimg.synthetic.ct_phantom``, 4 classes) so that its argmax means something. Then, on a
-  ``--size``-cubed phantom: MONAI (``sw_batch_size=--monai-batch``, float32), medimg float32
-  and medimg bfloat16. Reports median time, peak memory, and argmax agreement with MONAI.
+  ``--size``-cubed phantom: MONAI (``sw_batch_size=--monai-batch``, float32), MONAI inside
+  ``torch.autocast("cpu", torch.bfloat16)`` (what a user writes by hand: the second peer, which
+  the bfloat16 ratio is read against), medimg float32 and medimg bfloat16. Reports median time,
+  peak memory, and argmax agreement with MONAI float32 and with medimg float32.
 * **memory**: a ``--memory-size``-cubed volume (512 in the full run) through a small 14-class
   network: peak memory of MONAI vs medimg (input in memory, like MONAI) vs medimg reading the
   input slab by slab from an uncompressed ``.nii``. Output: uint8 labels for all three (MONAI's
@@ -21,7 +23,11 @@ Parts (``--parts speed,memory,scale``):
   would need 25.0 GB) read from an uncompressed ``.nii`` and written to one, slab by slab.
 
 medimg runs with its defaults: the planner's batch (2 windows on the CPU), channels-last,
-the fast CPU layers (``InferenceConfig.fast_layers``), background prefetch.
+the fast CPU layers (``InferenceConfig.fast_layers``), background prefetch; with
+``--calibrate`` (the default) the planner measures batch, layout and layer forms on four of the
+image's windows first (``InferenceConfig.calibrate``; cached per machine, so only the first
+child pays; the plan, calibration included, is made before the clock starts and its time is
+printed as ``plan``).
 
 Every measurement runs in its own fresh subprocess. Time is the wall time of the inference
 call alone (imports, model building and input loading excluded). Peak memory is the child's
@@ -83,11 +89,18 @@ def _load_input(spec: dict[str, Any]) -> Any:
 
 
 def _run_monai(net: Any, image: Any, spec: dict[str, Any]) -> np.ndarray:
+    import contextlib
+
     import torch
     from monai.inferers import sliding_window_inference
 
     x = torch.from_numpy(image)[None]
-    with torch.inference_mode():
+    autocast = (
+        torch.autocast("cpu", dtype=torch.bfloat16)
+        if spec.get("autocast")
+        else contextlib.nullcontext()
+    )
+    with torch.inference_mode(), autocast:
         out = sliding_window_inference(
             x, ROI, spec["monai_batch"], net, overlap=0.5, mode="gaussian", sigma_scale=0.125
         )
@@ -97,8 +110,11 @@ def _run_monai(net: Any, image: Any, spec: dict[str, Any]) -> np.ndarray:
     return labels
 
 
-def _run_medimg(net: Any, image: Any, spec: dict[str, Any]) -> tuple[Any, Any]:
-    from medimg.inference import InferenceConfig, plan_inference, predict_to_nifti, predict_volume
+def _plan_medimg(net: Any, image: Any, spec: dict[str, Any]) -> tuple[Any, Any, Any]:
+    """Config, source and plan (a calibration, when asked for, runs here: not timed)."""
+    from medimg.inference import InferenceConfig, plan_inference
+    from medimg.inference._stitch import window_grid
+    from medimg.inference.sliding import _calibration_windows
     from medimg.inference.source import open_source
 
     cfg = InferenceConfig(
@@ -106,16 +122,29 @@ def _run_medimg(net: Any, image: Any, spec: dict[str, Any]) -> tuple[Any, Any]:
         batch_size=spec.get("batch"),
         precision=spec["precision"],
         overlap=spec.get("overlap", 0.5),
+        calibrate=bool(spec.get("calibrate")),
     )
     source = open_source(image)
+    grid = window_grid(source.shape[1:], cfg.roi_size_vox, cfg.overlap)
+    plan = plan_inference(
+        net,
+        source.shape,
+        cfg,
+        result_in_memory=not spec.get("output_nii"),
+        input_in_memory=source.random_access,
+        windows=lambda: _calibration_windows(source, grid),
+    )
+    return cfg, source, plan
+
+
+def _run_medimg(net: Any, planned: tuple[Any, Any, Any], spec: dict[str, Any]) -> Any:
+    from medimg.inference import predict_to_nifti, predict_volume
+
+    cfg, source, plan = planned
     if spec.get("output_nii"):
-        plan = plan_inference(
-            net, source.shape, cfg, result_in_memory=False, input_in_memory=source.random_access
-        )
         predict_to_nifti(net, source, spec["output_nii"], cfg, affine=np.eye(4), overwrite=True)
-        return None, plan
-    plan = plan_inference(net, source.shape, cfg, input_in_memory=source.random_access)
-    return predict_volume(net, source, cfg, plan=plan), plan
+        return None
+    return predict_volume(net, source, cfg, plan=plan)
 
 
 def child(spec: dict[str, Any]) -> None:
@@ -124,13 +153,17 @@ def child(spec: dict[str, Any]) -> None:
     torch.set_num_threads(spec["threads"])
     net = _build_net(spec)
     image = _load_input(spec)
+    plan, planned, plan_s = None, None, 0.0
+    if spec["method"] == "medimg":
+        t0 = time.perf_counter()
+        planned = _plan_medimg(net, image, spec)
+        plan, plan_s = planned[2], time.perf_counter() - t0
     before = _kib("VmRSS")
     start = time.perf_counter()
-    plan = None
-    if spec["method"] == "monai":
+    if planned is None:
         labels = _run_monai(net, image, spec)
     else:
-        labels, plan = _run_medimg(net, image, spec)
+        labels = _run_medimg(net, planned, spec)
     seconds = time.perf_counter() - start
     if labels is not None and spec.get("labels_out"):
         np.save(spec["labels_out"], labels)
@@ -140,8 +173,17 @@ def child(spec: dict[str, Any]) -> None:
         "added": (_kib("VmHWM") - before) * 1024,
         "predicted": None if plan is None else plan.memory.host_bytes,
         "batch": spec.get("monai_batch") if plan is None else plan.batch_size,
+        "plan_s": plan_s,
+        "settings": None if plan is None else _settings(plan),
     }
     print(json.dumps(result))
+
+
+def _settings(plan: Any) -> str:
+    dtype = str(plan.compute_dtype).removeprefix("torch.")
+    layout = "cl" if plan.channels_last else "ncdhw"
+    layers = "own" if not plan.fast_layers else ("fast-f32" if plan.float32_layers else "fast")
+    return f"{dtype} {layout} {layers}{' calibrated' if plan.calibration else ''}"
 
 
 # ---------------------------------------------------------------------------- parent side
@@ -162,6 +204,8 @@ def measure(spec: dict[str, Any], repeats: int) -> dict[str, Any]:
     out = {k: statistics.median(r[k] for r in runs) for k in keys}
     out["predicted"] = runs[0]["predicted"]
     out["batch"] = runs[0]["batch"]
+    out["plan_s"] = [round(r["plan_s"], 1) for r in runs]
+    out["settings"] = runs[-1]["settings"]
     out["all_seconds"] = [round(r["seconds"], 1) for r in runs]
     return out
 
@@ -207,10 +251,11 @@ def _row(name: str, r: dict[str, Any], ref: dict[str, Any] | None) -> str:
     if ref is not None:
         ratio = f"  time x{r['seconds'] / ref['seconds']:.2f}  peak x{r['peak'] / ref['peak']:.2f}"
     pred = "" if r["predicted"] is None else f"  (plan: +{r['predicted'] / GIB:.2f})"
+    how = "" if not r.get("settings") else f"  [{r['settings']}; plan {r['plan_s']} s]"
     return (
         f"  {name:<34} {r['seconds']:8.1f} s {r['all_seconds']}  batch {r['batch']}"
         f"  peak {r['peak'] / GIB:6.2f} GiB"
-        f"  added {r['added'] / GIB:5.2f}{pred}{ratio}"
+        f"  added {r['added'] / GIB:5.2f}{pred}{ratio}{how}"
     )
 
 
@@ -241,8 +286,20 @@ def part_speed(args: argparse.Namespace, work: Path) -> None:
             "method": "monai",
             "monai_batch": args.monai_batch,
         },
+        **(
+            {
+                f"monai + autocast(bfloat16) (sw_batch_size={args.monai_batch})": {
+                    **base,
+                    "method": "monai",
+                    "monai_batch": args.monai_batch,
+                    "autocast": True,
+                }
+            }
+            if args.monai_autocast
+            else {}
+        ),
         **{
-            f"medimg {p}": {**base, "method": "medimg", "precision": p}
+            f"medimg {p}": {**base, "method": "medimg", "precision": p, "calibrate": args.calibrate}
             for p in args.precisions.split(",")
         },
     }
@@ -254,9 +311,17 @@ def part_speed(args: argparse.Namespace, work: Path) -> None:
     ref_name = next(iter(runs))
     for name, r in results.items():
         print(_row(name, r, None if name == ref_name else results[ref_name]))
+    peer = next((n for n in runs if "autocast" in n), None)
+    for name in [n for n in runs if n.startswith("medimg") and n != "medimg float32"]:
+        if peer is not None:
+            r, p = results[name], results[peer]
+            print(f"  {name} vs {peer}: time x{r['seconds'] / p['seconds']:.2f}")
     for name in list(runs)[1:]:
         agree = float((labels[name] == labels[ref_name]).mean())
         print(f"  argmax agreement {name} vs MONAI float32: {agree * 100:.4f}%")
+        if "medimg float32" in labels and name != "medimg float32":
+            own = float((labels[name] == labels["medimg float32"]).mean())
+            print(f"  argmax agreement {name} vs medimg float32: {own * 100:.4f}%")
     classes = np.unique(labels[ref_name])
     print(
         f"  classes predicted by MONAI: {classes.tolist()}; bf16 autocast on this CPU: "
@@ -346,6 +411,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--train-steps", type=int, default=60)
     parser.add_argument("--res-units", type=int, default=0, help="UNet num_res_units")
     parser.add_argument("--monai-batch", type=int, default=1, help="MONAI sw_batch_size")
+    parser.add_argument(
+        "--no-monai-autocast",
+        dest="monai_autocast",
+        action="store_false",
+        help="speed: leave out the MONAI + torch.autocast(bfloat16) peer",
+    )
+    parser.add_argument(
+        "--no-calibrate",
+        dest="calibrate",
+        action="store_false",
+        help="speed: medimg with the planner's fixed choices instead of a calibration",
+    )
     parser.add_argument("--workdir", type=Path, default=None)
     args = parser.parse_args(argv)
     if args.child:
