@@ -62,10 +62,10 @@ def test_job_lifecycle_matches_the_command_line(
         assert result.status_code == 200
         assert result.headers["content-type"] == "application/gzip"
         (tmp_path / "labels.nii.gz").write_bytes(result.content)
-        served = load_volume(tmp_path / "labels.nii.gz")
+        labels = load_volume(tmp_path / "labels.nii.gz")
         expected = load_volume(cli_labels[image.name.removesuffix(".nii.gz")])
-        np.testing.assert_array_equal(served.array, expected.array)
-        np.testing.assert_allclose(served.affine, expected.affine, atol=1e-6)
+        np.testing.assert_array_equal(labels.array, expected.array)
+        np.testing.assert_allclose(labels.affine, expected.affine, atol=1e-6)
         findings = client.get(f"/v1/jobs/{job['id']}/result", params={"format": "json"}).json()
         liver = findings["findings"]["labels"]["liver"]
         spacing = np.prod(expected.spacing_mm)  # mL = voxels x voxel volume (mm^3) / 1000
