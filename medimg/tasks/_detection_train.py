@@ -24,6 +24,12 @@ from medimg.networks import DetectorConfig, build_detector, detect, detection_lo
 from medimg.tasks._detection_boxes import boxes_to_grid, map_boxes
 from medimg.tasks.base import TrainPlan
 from medimg.training import apply_chain
+from medimg.training.distributed import (
+    current,
+    gather_validation,
+    training_shard,
+    validation_shard,
+)
 
 if TYPE_CHECKING:
     from medimg.tasks.detection import DetectionConfig
@@ -111,11 +117,11 @@ def crop(
     return out, kept.astype(np.float32), labels[inside]
 
 
-def batches_of(cfg: DetectionConfig, data: list[dict[str, Any]]) -> Any:
-    """``batches(epoch)`` of seeded crops, every training case once per epoch."""
+def batches_of(cfg: DetectionConfig, data: list[dict[str, Any]], rank: int = 0) -> Any:
+    """``batches(epoch)`` of seeded crops, every training case (of this rank) once per epoch."""
 
     def batches(epoch: int) -> list[tuple[torch.Tensor, torch.Tensor]]:
-        rng = np.random.default_rng([cfg.seed, epoch])
+        rng = np.random.default_rng([cfg.seed, epoch] if rank == 0 else [cfg.seed, epoch, rank])
         order = rng.permutation(len(data))
         out = []
         for first in range(0, len(order), cfg.batch_size):
@@ -148,7 +154,10 @@ def scan_findings(case: ResolvedCase, classes: Sequence[str], detections: Any,
 
 
 def validator(data: list[dict[str, Any]], classes: Sequence[str]) -> Any:
-    """Validation CPM (LUNA16 FROC) of whole preprocessed validation scans."""
+    """Validation CPM (LUNA16 FROC) of whole preprocessed validation scans.
+
+    ``data``: this rank's validation shard; the FROC is over every rank's findings.
+    """
     from medimg.evaluation import froc
 
     def validate(model: Any, device: Any) -> float:
@@ -156,7 +165,7 @@ def validator(data: list[dict[str, Any]], classes: Sequence[str]) -> Any:
             scan_findings(s["case"], classes, detect(model.detector, s[IMAGE]), s["affine"])
             for s in data
         ]
-        result = froc(scans)
+        result = froc(gather_validation(scans))
         return 0.0 if not np.isfinite(result.cpm) else float(result.cpm)
 
     return validate
@@ -171,14 +180,16 @@ def plan_detector(
 
     classes = detection_classes(manifest, cfg.manifest)
     det_cfg = replace(cfg.detector, num_classes=len(classes), in_channels=len(manifest.channels))
-    train_data, val_data = samples(chain, split[0], classes), samples(chain, split[1], classes)
+    ctx = current()  # under torchrun each rank preprocesses its shards only
+    train_data = samples(chain, training_shard(split[0], seed=cfg.seed, ctx=ctx), classes)
+    val_data = samples(chain, validation_shard(split[1], ctx), classes)
     module = DetectorModule(det_cfg, seed=cfg.seed)
     return TrainPlan(
         network=det_cfg,
         model=module,
         loss=module.loss,
-        batches=batches_of(cfg, train_data),
-        validate=validator(val_data, classes) if val_data else None,
+        batches=batches_of(cfg, train_data, ctx.rank),
+        validate=validator(val_data, classes) if split[1] else None,
         outputs=dict(enumerate(classes)),
     )
 

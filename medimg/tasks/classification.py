@@ -27,6 +27,7 @@ from medimg.networks import Task as NetworkTask
 from medimg.tasks.base import EvaluateConfig, PredictConfig, TrainPlan
 from medimg.tasks.engine import options_of
 from medimg.training import TrainConfig, apply_chain, epoch_batches, load_model_bundle
+from medimg.training.distributed import current, training_shard, validation_shard
 from medimg.transforms import AugmentConfig, PreprocessConfig
 
 __all__ = [
@@ -254,24 +255,28 @@ def called_class(probs: Any, *, multi_label: bool, threshold: float) -> int:
     return int(p[1] >= threshold) if binary else int(np.argmax(p))
 
 
-def _validator(samples: list[dict[str, Any]], cfg: ClassificationConfig) -> Any:
+def _validator(
+    samples: list[dict[str, Any]], cfg: ClassificationConfig, cases: Sequence[ResolvedCase]
+) -> Any:
+    """AUC over every rank's probabilities (``samples``: this rank's shard of ``cases``)."""
     from medimg.evaluation import roc_auc
+    from medimg.training.distributed import gather_validation
 
     images = [s[IMAGE] for s in samples]
-    truth = [int(s[CLASS]) for s in samples]
+    truth = [-1 if c.class_index is None else c.class_index for c in cases]
 
     def validate(model: Any, device: Any) -> float:
-        probs = predict_probabilities(
+        probs = [] if not images else list(predict_probabilities(
             model, images, multi_label=cfg.multi_label, batch_size=cfg.batch_size
-        )
-        return roc_auc(truth, probs)
+        ))  # fmt: skip
+        return roc_auc(truth, np.stack(gather_validation(probs)))
 
     if len(set(truth)) >= 2:
         return validate
     logger.warning(
         "validation: %d case(s) of a single class, AUC undefined; training without model "
         "selection (the last checkpoint is kept)",
-        len(samples),
+        len(cases),
     )
     return None
 
@@ -284,14 +289,16 @@ def _batches(cfg: ClassificationConfig, samples: list[dict[str, Any]], modality:
 
     sampler = Compose([]) if cfg.augment is None else augmentation_for(modality, cfg.augment)
     classes = [int(s[CLASS]) for s in samples]
+    rank = current().rank  # samples: this rank's shard
 
     def batches(epoch: int) -> Any:
         chosen = samples
         if cfg.balance == "sampler":
-            chosen = [samples[i] for i in balanced_indices(classes, seed=cfg.seed, epoch=epoch)]
+            picks = balanced_indices(classes, seed=cfg.seed, epoch=epoch, rank=rank)
+            chosen = [samples[i] for i in picks]
         return epoch_batches(
             chosen, sampler, batch_size=cfg.batch_size, seed=cfg.seed, epoch=epoch,
-            target_key=CLASS,
+            target_key=CLASS, rank=rank,
         )  # fmt: skip
 
     return batches
@@ -323,21 +330,24 @@ class ClassificationTask:
         from medimg.training import balanced_class_weights, classification_loss
 
         classes = manifest_classes(manifest, cfg.manifest)
-        samples = load_samples(chain, split[0], cfg.input_size_vox)
-        val_samples = load_samples(chain, split[1], cfg.input_size_vox)
+        ctx = current()  # under torchrun each rank preprocesses its shards only
+        shard = training_shard(split[0], seed=cfg.seed, ctx=ctx)
+        samples = load_samples(chain, shard, cfg.input_size_vox)
+        val_samples = load_samples(chain, validation_shard(split[1], ctx), cfg.input_size_vox)
         shape = tuple(samples[0][IMAGE].shape)
         net_cfg = NetworkConfig(
             name=cfg.network, spatial_dims=len(shape) - 1, in_channels=shape[0],
             out_channels=len(classes), roi_size_vox=shape[1:], width_factor=cfg.width_factor,
             stem_stride=cfg.stem_stride,
         )  # fmt: skip
-        counts = np.bincount([int(s[CLASS]) for s in samples], minlength=len(classes)).tolist()
+        every = [-1 if c.class_index is None else c.class_index for c in split[0]]  # all ranks'
+        counts = np.bincount(every, minlength=len(classes)).tolist()
         weights = balanced_class_weights(counts) if cfg.balance == "loss" else None
         return TrainPlan(
             network=net_cfg,
             loss=classification_loss(weights, multi_label=cfg.multi_label),
             batches=_batches(cfg, samples, manifest.channels[0].modality.value),
-            validate=_validator(val_samples, cfg),
+            validate=_validator(val_samples, cfg, split[1]),
             outputs=dict(enumerate(classes)),
             head=ClassificationHead(multi_label=cfg.multi_label, input_size_vox=cfg.input_size_vox),
             record={"class_counts": counts, "class_weights": weights},

@@ -35,6 +35,12 @@ from medimg.training import (
     label_balanced_crop,
     load_model_bundle,
 )
+from medimg.training.distributed import (
+    current,
+    gather_validation,
+    training_shard,
+    validation_shard,
+)
 from medimg.transforms import AugmentConfig, PreprocessConfig
 
 __all__ = [
@@ -297,7 +303,9 @@ class SegmentationTask:
         from medimg.transforms.modality import target_spacing_for
 
         labels = foreground_labels(manifest)
-        samples, val_samples = _samples(chain, split[0]), _samples(chain, split[1])
+        ctx = current()  # under torchrun each rank preprocesses its shards only
+        samples = _samples(chain, training_shard(split[0], seed=cfg.seed, ctx=ctx))
+        val_samples = _samples(chain, validation_shard(split[1], ctx))
         net_cfg = NetworkConfig(
             name=cfg.network, in_channels=len(manifest.channels), out_channels=len(labels) + 1,
             roi_size_vox=cfg.roi_size_vox,
@@ -309,13 +317,13 @@ class SegmentationTask:
 
         def batches(epoch: int) -> Any:
             return epoch_batches(samples, sampler, batch_size=cfg.batch_size, seed=cfg.seed,
-                                 epoch=epoch)  # fmt: skip
+                                 epoch=epoch, rank=ctx.rank)  # fmt: skip
 
         return TrainPlan(
             network=net_cfg,
             loss=segmentation_loss(cfg.loss, deep_supervision=net_cfg.deep_supervision),
             batches=batches,
-            validate=_validator(cfg, net_cfg, val_samples) if val_samples else None,
+            validate=_validator(cfg, net_cfg, val_samples) if split[1] else None,
             outputs=labels,
             model=build_network(net_cfg),
         )
@@ -357,12 +365,12 @@ def _validator(
         # validation runs in the training stage: its device and autocast precision
         precision = "bfloat16" if cfg.train.precision == "bf16" else "float32"
         infer = inference_config(net_cfg.roi_size_vox, cfg.sw_overlap, (), str(device), precision)
-        scores = []
+        per_case = []  # this rank's validation shard; the mean is over every rank's cases
         for s in samples:
             labels = sliding_window(model, s[IMAGE], infer)
             ref = np.asarray(s[LABEL][0])
-            scores += [dice(labels == k, ref == k) for k in range(1, net_cfg.out_channels)]
-        return float(np.mean(scores))
+            per_case.append([dice(labels == k, ref == k) for k in range(1, net_cfg.out_channels)])
+        return float(np.mean([d for case in gather_validation(per_case) for d in case]))
 
     return validate
 

@@ -24,11 +24,14 @@ def epoch_batches(
     seed: int,
     epoch: int,
     target_key: str = Keys.LABEL.value,
+    rank: int = 0,
 ) -> list[tuple[torch.Tensor, torch.Tensor]]:
     """Shuffle ``samples``, draw patches with ``sampler`` and stack them into batches.
 
     The epoch's randomness (order and patch positions) comes from ``(seed, epoch)`` alone, so a
-    resumed run draws exactly the batches an uninterrupted one would.
+    resumed run draws exactly the batches an uninterrupted one would. A rank of a distributed
+    run passes its training shard and its ``rank``: its own stream ``(seed, epoch, rank)``
+    (rank 0's is one process's ``(seed, epoch)``).
 
     Parameters
     ----------
@@ -43,6 +46,8 @@ def epoch_batches(
         The run's seed and the epoch index.
     target_key : str
         Sample key of the target (label map, or class index).
+    rank : int
+        This process's rank (:mod:`medimg.training.distributed`); 0 for one process.
 
     Returns
     -------
@@ -50,7 +55,7 @@ def epoch_batches(
     """
     if batch_size < 1:
         raise ConfigError(f"batch_size must be >= 1, got {batch_size}")
-    rng = np.random.default_rng([seed, epoch])
+    rng = np.random.default_rng([seed, epoch] if rank == 0 else [seed, epoch, rank])
     sampler.set_random_state(seed=int(rng.integers(2**31)))
     patches: list[Mapping[str, Any]] = []
     for index in rng.permutation(len(samples)):
@@ -91,11 +96,12 @@ def holdout_split(
     return kept, [x for i, x in enumerate(items) if i in held]
 
 
-def balanced_indices(classes: Sequence[int], *, seed: int, epoch: int) -> list[int]:
+def balanced_indices(classes: Sequence[int], *, seed: int, epoch: int, rank: int = 0) -> list[int]:
     """An epoch of ``len(classes)`` indices drawn with replacement, each class equally likely.
 
     A case of class ``k`` is drawn with probability ``1 / (K * count_k)``: the class-balanced
-    sampler (the alternative to a weighted loss). Depends on ``(seed, epoch)`` only.
+    sampler (the alternative to a weighted loss). Depends on ``(seed, epoch)`` only (and on
+    ``rank``, a distributed run's, drawing from its own shard's ``classes``).
 
     Raises
     ------
@@ -113,5 +119,5 @@ def balanced_indices(classes: Sequence[int], *, seed: int, epoch: int) -> list[i
         raise ConfigError("classes must hold at least one case, got none")
     _, inverse, counts = np.unique(labels, return_inverse=True, return_counts=True)
     p = 1.0 / (counts.size * counts[inverse])
-    rng = np.random.default_rng([seed, epoch, 1])
+    rng = np.random.default_rng([seed, epoch, 1] if rank == 0 else [seed, epoch, 1, rank])
     return [int(i) for i in rng.choice(labels.size, size=labels.size, replace=True, p=p / p.sum())]

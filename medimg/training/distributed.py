@@ -7,36 +7,52 @@ joins the process group (``gloo`` on the CPU, ``nccl`` when the run trains on CU
 local rank); :func:`current` then describes this process to the training engine, which behaves
 as follows in every task:
 
-* **Batches.** Every rank builds the same global batches (``batches(epoch)`` depends on the seed
-  and the epoch only) and trains on its own contiguous share of each batch's rows
-  (:meth:`Synchroniser.shard`, DistributedSampler-style: sizes differ by at most one).
+* **Training cases.** Each rank preprocesses and holds only its own shard of the training
+  cases (:func:`training_shard`, DistributedSampler-style: a permutation seeded by the run's
+  seed, padded by repeating its first cases to a multiple of the world size, every
+  ``world_size``-th case from position ``rank``; the same shard every epoch), shuffles it and
+  draws its patches from its own random stream (``rank`` of
+  :func:`~medimg.training.epoch_batches`), so memory and preprocessing shrink with the ranks.
+* **Global batch and learning rate.** ``--batch-size`` is the batch of one rank, as in
+  :class:`torch.utils.data.DistributedSampler`: a step of ``N`` ranks trains on a global
+  batch of ``N * batch_size`` rows (the sum of the per-rank batches), and an epoch has about
+  ``1 / N`` of one process's steps. medimg does not scale the learning rate: the synchronised
+  gradient is the gradient of the mean loss over the global batch, what one process would
+  compute with ``--batch-size N * batch_size``; for the same number of updates per epoch as
+  one process, divide the per-rank batch by ``N``, or raise the learning rate as you would for
+  a larger batch (e.g. linearly, with warm-up).
 * **Gradients.** The model and its loss run inside one
   :class:`~torch.nn.parallel.DistributedDataParallel` module, which averages the gradients
-  over ranks. Each rank's loss is weighted by ``n_r * N / n`` (its ``n_r`` of the batch's ``n``
-  rows), so for a loss that is a mean over samples (Dice + CE, cross-entropy) the averaged
-  gradient equals the single-process gradient of the whole batch; a rank left without a row
-  (a batch smaller than the world) runs one row with weight 0. The logged loss is the same
-  weighted sum, identical on every rank.
-* **Validation, checkpoints, logs, run record.** Rank 0 validates and broadcasts the metric,
-  so every rank agrees on it and on the best epoch; rank 0 alone writes ``last.pt``,
-  ``best.pt``, TensorBoard, the model record and ``run.json`` (which states ``world_size``).
-  Checkpoints keep every rank's random-generator state; a resumed run has rank 0 read
-  ``last.pt`` and broadcast it, so other nodes need no copy of the run folder.
+  over ranks. Each rank's loss is weighted by ``n_r * N / n`` (its ``n_r`` of the step's ``n``
+  rows), so for a loss that is a mean over samples (cross-entropy) the averaged gradient
+  equals the single-process gradient of the global batch. ``dice_ce``'s batch Dice sums its
+  overlaps over every rank's rows (:func:`all_reduce_with_grad`), so it too is the global
+  batch's. The logged loss is the same weighted sum, identical on every rank.
+* **Validation.** Every rank scores its shard of the validation cases
+  (:func:`validation_shard`: every ``world_size``-th case, unpadded) and the per-case outputs
+  are gathered in case order (:func:`gather_validation`) before the metric (Dice mean over
+  cases, AUC over the probabilities, CPM over the findings), so every rank computes the
+  single-process metric and agrees on the best checkpoint.
+* **Checkpoints, logs, run record.** Rank 0 alone writes ``last.pt``, ``best.pt``,
+  TensorBoard, the model record and ``run.json`` (which states ``world_size``). Checkpoints
+  keep every rank's random-generator state; a resumed run has rank 0 read ``last.pt`` and
+  broadcast it, so other nodes need no copy of the run folder. Resume with the same world
+  size to continue exactly (the shards and random streams are per rank).
 
 Notes
 -----
-Exactness against one process holds for per-sample-mean losses without batch statistics:
-BatchNorm normalises each rank's share (converted to ``SyncBatchNorm`` on CUDA; the CPU has no
-synchronised BatchNorm), and detection's RetinaNet loss normalises by the batch's matched
-anchors, so there DDP is the usual mean of per-rank losses. Every rank preprocesses every
-training case (the batches are drawn from all of them each epoch) and draws the epoch's
-patches; only the forward and backward passes are split.
+A run of one process is unchanged by all this: its shard is every case in manifest order and
+its stream is ``(seed, epoch)``. What is not exact against one process: BatchNorm normalises
+each rank's rows (converted to ``SyncBatchNorm`` on CUDA; the CPU has no synchronised
+BatchNorm), and detection's RetinaNet loss normalises by each rank's matched anchors, so there
+DDP is the usual mean of per-rank losses. The padded training shards repeat up to
+``N - 1`` cases once per epoch.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -47,16 +63,19 @@ if TYPE_CHECKING:
 
 __all__ = [
     "Distributed",
-    "Synchroniser",
+    "all_reduce_with_grad",
     "broadcast",
     "choose_backend",
     "current",
     "gather",
+    "gather_validation",
     "init_from_environment",
+    "interleave",
     "main_first",
-    "rank_bounds",
     "rank_device",
     "shutdown",
+    "training_shard",
+    "validation_shard",
 ]
 
 logger = logging.getLogger(__name__)
@@ -247,103 +266,81 @@ def main_first(work: Callable[[], T], ctx: Distributed | None = None) -> T:
     return work()
 
 
-def rank_bounds(n: int, rank: int, world_size: int) -> tuple[int, int]:
-    """Rows ``[start, stop)`` of an ``n``-row batch that ``rank`` trains on.
+def training_shard(items: Sequence[T], *, seed: int, ctx: Distributed | None = None) -> list[T]:
+    """The training cases of this rank: DistributedSampler's partition, fixed for the run.
 
-    Contiguous shares whose sizes differ by at most one, the larger ones first.
+    The ``n`` items are permuted by ``seed``, padded by repeating the first ones of the
+    permutation to ``N * ceil(n / N)``, and rank ``r`` takes positions ``r, r + N, ...``;
+    its shard keeps the input order. Every rank gets ``ceil(n / N)`` items (so every rank takes
+    the same number of steps) and a world of one gets ``items`` unchanged.
 
     Examples
     --------
-    >>> [rank_bounds(5, r, 2) for r in range(2)]
-    [(0, 3), (3, 5)]
-    >>> rank_bounds(1, 1, 2)
-    (1, 1)
+    >>> training_shard(list("abcde"), seed=0, ctx=Distributed(0, 2))
+    ['a', 'b', 'd']
+    >>> training_shard(list("abcde"), seed=0, ctx=Distributed(1, 2))  # 'a' pads it to 3
+    ['a', 'c', 'e']
+    >>> training_shard(list("abc"), seed=0)
+    ['a', 'b', 'c']
     """
-    base, extra = divmod(n, world_size)
-    start = rank * base + min(rank, extra)
-    return start, start + base + (1 if rank < extra else 0)
+    import numpy as np
+
+    ctx = ctx or current()
+    if not ctx.enabled or not items:
+        return list(items)
+    order = [int(i) for i in np.random.default_rng([seed, 7]).permutation(len(items))]
+    total = -(-len(items) // ctx.world_size) * ctx.world_size
+    padded = (order * (total // len(order) + 1))[:total]
+    return [items[i] for i in sorted(padded[ctx.rank :: ctx.world_size])]
 
 
-def _loss_module(model: torch.nn.Module, loss_fn: Callable[..., torch.Tensor]) -> Any:
-    """``loss_fn(model(inputs), target)`` as one module, so DDP wraps the whole loss.
+def validation_shard(items: Sequence[T], ctx: Distributed | None = None) -> list[T]:
+    """The validation cases of this rank: ``items[rank::world_size]`` (each case once).
 
-    Detection's loss runs the network itself (its ``forward`` passes the images through), so
-    wrapping only the model would leave the network outside DDP's forward.
+    Examples
+    --------
+    >>> validation_shard(list("abcde"), Distributed(1, 2))
+    ['b', 'd']
     """
-    import torch
-
-    class LossOf(torch.nn.Module):
-        def __init__(self) -> None:
-            super().__init__()
-            self.model = model
-
-        def forward(self, inputs: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-            return loss_fn(self.model(inputs), target)
-
-    return LossOf()
+    ctx = ctx or current()
+    return list(items[ctx.rank :: ctx.world_size])
 
 
-class Synchroniser:
-    """The data-parallel half of a training step (see the module notes).
+def interleave(shards: Sequence[Sequence[T]]) -> list[T]:
+    """Inverse of :func:`validation_shard`: every rank's results back in case order.
 
-    Parameters
-    ----------
-    model : torch.nn.Module
-        The model, already on ``device``; trained in place.
-    loss_fn : callable
-        ``loss_fn(model(inputs), target) -> scalar``.
-    device : torch.device
-        This rank's device.
-    ctx : Distributed, optional
-        This process (:func:`current` by default).
+    Examples
+    --------
+    >>> interleave([["a", "c", "e"], ["b", "d"]])
+    ['a', 'b', 'c', 'd', 'e']
     """
+    n = sum(len(s) for s in shards)
+    return [shards[i % len(shards)][i // len(shards)] for i in range(n)]
 
-    def __init__(
-        self,
-        model: torch.nn.Module,
-        loss_fn: Callable[..., torch.Tensor],
-        device: torch.device,
-        ctx: Distributed | None = None,
-    ) -> None:
-        import torch
-        from torch.nn.parallel import DistributedDataParallel
 
-        self.ctx = ctx or current()
-        self.device = device
-        if not self.ctx.enabled:
-            self._loss: Callable[..., torch.Tensor] = lambda x, y: loss_fn(model(x), y)
-            return
-        if device.type == "cuda":
-            torch.nn.SyncBatchNorm.convert_sync_batchnorm(model)  # type: ignore[no-untyped-call]  # torch leaves it unannotated
-        ids = [device.index] if device.type == "cuda" else None
-        self._loss = DistributedDataParallel(_loss_module(model, loss_fn), device_ids=ids)
+def gather_validation(local: Sequence[T], ctx: Distributed | None = None) -> list[T]:
+    """Every rank's per-case outputs of its :func:`validation_shard`, in case order, on all ranks.
 
-    def shard(
-        self, inputs: torch.Tensor, target: torch.Tensor
-    ) -> tuple[torch.Tensor, torch.Tensor, float]:
-        """Rows of a global batch this rank trains on, and its loss weight ``n_r * world / n``."""
-        if not self.ctx.enabled:
-            return inputs, target, 1.0
-        n = int(inputs.shape[0])
-        start, stop = rank_bounds(n, self.ctx.rank, self.ctx.world_size)
-        if stop == start:  # a batch smaller than the world: one row, no weight
-            return inputs[:1], target[:1], 0.0
-        weight = (stop - start) * self.ctx.world_size / n
-        return inputs[start:stop], target[start:stop], weight
+    A world of one gets ``list(local)``.
+    """
+    ctx = ctx or current()
+    if not ctx.enabled:
+        return list(local)
+    return interleave(gather(list(local), ctx))
 
-    def loss(self, inputs: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-        """The (unweighted) loss of this rank's rows, through DDP when distributed."""
-        return self._loss(inputs, target)
 
-    def batch_loss(self, loss: float, weight: float) -> float:
-        """The whole batch's loss from every rank's ``loss`` and weight (same on every rank)."""
-        import torch
-        import torch.distributed as dist
+def all_reduce_with_grad(tensor: torch.Tensor, ctx: Distributed | None = None) -> torch.Tensor:
+    """The sum of ``tensor`` over ranks, differentiable (``tensor`` itself in a world of one).
 
-        if not self.ctx.enabled:
-            return loss
-        total = torch.tensor([loss * weight / self.ctx.world_size], dtype=torch.float64)
-        if self.ctx.backend == "nccl":
-            total = total.to(self.device)
-        dist.all_reduce(total)
-        return float(total.item())
+    The backward pass sums the ranks' gradients as well
+    (:func:`torch.distributed.nn.functional.all_reduce`), so a loss computed from sums over
+    every rank's rows (batch Dice) back-propagates into each rank's rows as the one-process
+    loss of the global batch would, once DDP averages the gradients.
+    """
+    ctx = ctx or current()
+    if not ctx.enabled:
+        return tensor
+    from torch.distributed.nn.functional import all_reduce
+
+    reduced: torch.Tensor = all_reduce(tensor)  # type: ignore[no-untyped-call]  # torch leaves it unannotated
+    return reduced

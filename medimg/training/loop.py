@@ -16,10 +16,11 @@ from typing import TYPE_CHECKING, Any
 
 from medimg.errors import ConfigError, OutputExistsError
 from medimg.training._reporter import Reporter
+from medimg.training._synchroniser import Synchroniser
 from medimg.training.checkpoint import load_checkpoint, save_checkpoint, sha256_file
 from medimg.training.config import TrainConfig
 from medimg.training.device import autocast
-from medimg.training.distributed import Synchroniser, broadcast, current, gather, rank_device
+from medimg.training.distributed import broadcast, current, gather, rank_device
 from medimg.training.lock import training_lock
 from medimg.training.seeding import restore_rng_state, rng_state
 
@@ -148,7 +149,7 @@ class _Trainer:
     def step(self, inputs: torch.Tensor, target: torch.Tensor) -> float:
         import torch
 
-        inputs, target, weight = self.sync.shard(inputs, target)  # this rank's rows
+        weight = self.sync.weight(int(inputs.shape[0]))  # this rank's share of the step's rows
         inputs, target = inputs.to(self.device), target.to(self.device)
         self.optimizer.zero_grad(set_to_none=True)
         with autocast(self.device, self.cfg.precision):
@@ -180,17 +181,11 @@ class _Trainer:
         due = done % self.cfg.validate_every_epochs == 0 or done == self.cfg.max_epochs
         if validate is None or not due:
             return None
-        metric: float | None = None
-        if self.ctx.is_main:  # rank 0 validates; every rank gets its metric
-            self.model.eval()
-            with (
-                _same_layout(self.model),
-                torch.no_grad(),
-                autocast(self.device, self.cfg.precision),
-            ):
-                metric = float(validate(self.model, self.device))
-            self.model.train()
-        return broadcast(metric, self.ctx)
+        self.model.eval()  # every rank: a task's validate scores its shard and gathers
+        with _same_layout(self.model), torch.no_grad(), autocast(self.device, self.cfg.precision):
+            metric = float(validate(self.model, self.device))
+        self.model.train()
+        return broadcast(metric, self.ctx)  # rank 0's, should a validate not gather
 
     def end_epoch(self, loss: float, metric: float | None) -> None:
         s = self.state
@@ -309,7 +304,9 @@ def fit(
     batches : callable
         ``batches(epoch)`` gives the epoch's ``(inputs, target)`` batches (a DataLoader, a
         list). Seeding its randomness from the epoch index makes resumed runs draw the same
-        batches as uninterrupted ones.
+        batches as uninterrupted ones. Under torchrun these are this rank's batches (every
+        rank must give as many per epoch); a step's global batch is the ranks' batches
+        together (:mod:`medimg.training.distributed`).
     cfg : TrainConfig
         Optimizer, schedule, epochs, validation, early stopping, device, precision, logs.
     out_dir : Path
@@ -317,7 +314,8 @@ def fit(
         (weights with the best validation metric) and ``tensorboard/`` when enabled.
     validate : callable, optional
         ``validate(model, device) -> float``, higher is better (e.g. mean Dice), called in
-        evaluation mode without gradients.
+        evaluation mode without gradients; under torchrun on every rank (the tasks' score
+        their validation shards and gather them), rank 0's value kept.
     resume : bool
         Continue from ``out_dir/last.pt`` when it exists: weights, optimizer, scheduler, epoch,
         best metric, history and every random generator's state. The resumed run ends with

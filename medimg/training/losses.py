@@ -9,6 +9,7 @@ from medimg.errors import ConfigError
 
 if TYPE_CHECKING:
     import torch
+    from torch.nn.modules.loss import _Loss
 
 __all__ = [
     "SEGMENTATION_LOSSES",
@@ -21,7 +22,9 @@ SEGMENTATION_LOSSES = ("dice_ce", "dice", "ce")
 """Loss names: Dice + cross-entropy (nnU-Net's), Dice alone, cross-entropy alone."""
 
 
-def segmentation_loss(kind: str = "dice_ce", *, deep_supervision: bool = False) -> torch.nn.Module:
+def segmentation_loss(
+    kind: str = "dice_ce", *, deep_supervision: bool = False, distributed: bool | None = None
+) -> torch.nn.Module:
     """Dice + cross-entropy on softmax logits against an integer label map (nnU-Net's loss).
 
     ``kind="dice"`` or ``"ce"`` keeps one of the two terms.
@@ -32,6 +35,11 @@ def segmentation_loss(kind: str = "dice_ce", *, deep_supervision: bool = False) 
     size) is scored against the label and the terms weighted ``1, 1/2, 1/4, ...`` (MONAI's
     ``DeepSupervisionLoss``; a head of another size is scored against the label resized by
     nearest neighbour). A plain ``(B, C, ...)`` output (evaluation mode) is scored as is.
+
+    Under torchrun (``distributed``; by default whether this process is a rank of a
+    distributed run) a loss with a Dice term sums the Dice overlaps over every rank's rows
+    (:class:`~medimg.training._global_dice.GlobalDiceCE`), so each rank's loss is the global
+    batch's, as one process would compute it; one process keeps MONAI's ``DiceCELoss``.
 
     Returns
     -------
@@ -47,14 +55,24 @@ def segmentation_loss(kind: str = "dice_ce", *, deep_supervision: bool = False) 
 
     if kind not in SEGMENTATION_LOSSES:
         raise ConfigError(f"loss must be one of {', '.join(SEGMENTATION_LOSSES)}, got {kind!r}")
-    dice_ce = DiceCELoss(
-        to_onehot_y=True,
-        softmax=True,
-        include_background=False,
-        batch=True,
-        lambda_dice=0.0 if kind == "ce" else 1.0,
-        lambda_ce=0.0 if kind == "dice" else 1.0,
-    )
+    if distributed is None:
+        from medimg.training.distributed import current
+
+        distributed = current().enabled
+    dice_ce: _Loss
+    if distributed and kind != "ce":
+        from medimg.training._global_dice import GlobalDiceCE
+
+        dice_ce = GlobalDiceCE(lambda_dice=1.0, lambda_ce=0.0 if kind == "dice" else 1.0)
+    else:
+        dice_ce = DiceCELoss(
+            to_onehot_y=True,
+            softmax=True,
+            include_background=False,
+            batch=True,
+            lambda_dice=0.0 if kind == "ce" else 1.0,
+            lambda_ce=0.0 if kind == "dice" else 1.0,
+        )
     if not deep_supervision:
         return dice_ce
     from medimg.training._deep_supervision import DeepSupervised

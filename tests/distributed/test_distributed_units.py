@@ -5,6 +5,7 @@ from __future__ import annotations
 import itertools
 
 import pytest
+import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -17,21 +18,64 @@ from medimg.training.distributed import (
     current,
     gather,
     init_from_environment,
+    interleave,
     main_first,
-    rank_bounds,
+    training_shard,
+    validation_shard,
 )
+from medimg.training.losses import segmentation_loss
 
 
 @settings(max_examples=60, deadline=None)
-@given(n=st.integers(0, 50), world=st.integers(1, 8))
-def test_rank_shares_tile_the_batch(n: int, world: int) -> None:
-    bounds = [rank_bounds(n, r, world) for r in range(world)]
-    assert bounds[0][0] == 0
-    assert bounds[-1][1] == n
-    assert all(a[1] == b[0] for a, b in itertools.pairwise(bounds))
-    sizes = [stop - start for start, stop in bounds]
-    assert max(sizes) - min(sizes) <= 1
-    assert sizes == sorted(sizes, reverse=True)
+@given(n=st.integers(0, 40), world=st.integers(1, 6), seed=st.integers(0, 3))
+def test_training_shards_cover_every_case_in_equal_parts(n: int, world: int, seed: int) -> None:
+    items = list(range(n))
+    shards = [training_shard(items, seed=seed, ctx=Distributed(r, world)) for r in range(world)]
+    if n == 0:
+        assert shards == [[]] * world
+        return
+    assert {len(s) for s in shards} == {-(-n // world)}  # ceil(n / N) each: equal steps
+    assert set(itertools.chain(*shards)) == set(items)
+    repeats = sum(map(len, shards)) - n
+    assert 0 <= repeats < world  # padding repeats fewer than N cases
+    assert all(s == sorted(s) for s in shards)  # the input order, within a shard
+    again = [training_shard(items, seed=seed, ctx=Distributed(r, world)) for r in range(world)]
+    assert again == shards  # the seed alone decides (the same shard every epoch)
+
+
+def test_one_process_keeps_every_case_in_order() -> None:
+    items = list("edcba")
+    assert training_shard(items, seed=5, ctx=Distributed()) == items
+    assert validation_shard(items, Distributed()) == items
+
+
+@settings(max_examples=60, deadline=None)
+@given(n=st.integers(0, 30), world=st.integers(1, 6))
+def test_gathered_validation_shards_come_back_in_case_order(n: int, world: int) -> None:
+    items = list(range(n))
+    shards = [validation_shard(items, Distributed(r, world)) for r in range(world)]
+    assert sum(map(len, shards)) == n  # unpadded: each case scored once
+    assert interleave(shards) == items
+
+
+def test_the_global_dice_loss_equals_monais_in_one_process() -> None:
+    """GlobalDiceCE (the DDP form of dice_ce) against MONAI's DiceCELoss: float rounding only."""
+    from medimg.training._global_dice import GlobalDiceCE
+
+    gen = torch.Generator().manual_seed(0)
+    logits = torch.randn(3, 3, 6, 5, 4, generator=gen, requires_grad=True)
+    label = torch.randint(0, 3, (3, 1, 6, 5, 4), generator=gen)
+    for kind in ("dice_ce", "dice"):
+        monai = segmentation_loss(kind, distributed=False)
+        ours = segmentation_loss(kind, distributed=True)
+        assert isinstance(ours, GlobalDiceCE)
+        a, b = monai(logits, label), ours(logits, label)
+        (ga,) = torch.autograd.grad(a, logits)
+        (gb,) = torch.autograd.grad(b, logits)
+        assert b.item() == pytest.approx(a.item(), rel=1e-6)
+        assert torch.allclose(ga, gb, rtol=1e-5, atol=1e-8)
+    assert not isinstance(segmentation_loss("dice_ce"), GlobalDiceCE)  # one process: MONAI's
+    assert not isinstance(segmentation_loss("ce", distributed=True), GlobalDiceCE)
 
 
 def test_outside_torchrun_the_world_is_one_process() -> None:
