@@ -160,7 +160,7 @@ def run(args: argparse.Namespace) -> int:
 
     from medimg.errors import ConfigError
     from medimg.serve import ServeSettings, create_app
-    from medimg.serve.models import load_models
+    from medimg.serve.models import describe_models, load_models
     from medimg.serve.settings import MIB, is_loopback
     from medimg.serve.store import JobStore
     from medimg.serve.tokens import TokenStore
@@ -187,7 +187,7 @@ def run(args: argparse.Namespace) -> int:
             "has no token; create one first (medimg serve token create --data "
             f"{settings.data_dir}) or bind 127.0.0.1"
         )
-    models = {name: model.describe() for name, model in load_models(settings).items()}
+    models = describe_models(load_models(settings))
     app = create_app(settings, models)
     uvicorn.run(
         app, host=settings.host, port=settings.port, log_config=None, timeout_graceful_shutdown=5

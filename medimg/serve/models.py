@@ -9,7 +9,7 @@ from typing import Any, Protocol
 from medimg.errors import ConfigError
 from medimg.serve.settings import ServeSettings
 
-__all__ = ["ServedModel", "ServedPrediction", "load_models"]
+__all__ = ["ServedModel", "ServedPrediction", "describe_models", "load_models"]
 
 
 class ServedPrediction(Protocol):
@@ -29,6 +29,10 @@ class ServedModel(Protocol):
     @property
     def name(self) -> str:
         """The name clients pick it by."""
+
+    @property
+    def card(self) -> str:
+        """The model card (Markdown)."""
 
     def describe(self) -> dict[str, Any]:
         """JSON-able record for ``GET /v1/models``."""
@@ -62,3 +66,8 @@ def load_models(settings: ServeSettings) -> dict[str, ServedModel]:
             )
         models[model.name] = model
     return models
+
+
+def describe_models(models: Mapping[str, ServedModel]) -> dict[str, dict[str, Any]]:
+    """What ``GET /v1/models`` lists of each model: ``describe()`` and the model card."""
+    return {name: {**model.describe(), "card": model.card} for name, model in models.items()}

@@ -41,6 +41,8 @@ def test_models_listing(served: Served) -> None:
     assert model["task"] == "segmentation"
     assert model["outputs"] == {"1": "liver", "2": "spleen", "3": "lesion"}
     assert model["contract"]["channels"] == 1
+    assert "liver" in model["card"]  # the model card (Markdown)
+    assert "source" not in model  # the operator's paths stay on the server
 
 
 def test_job_lifecycle_matches_the_command_line(
