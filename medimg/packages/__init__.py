@@ -17,10 +17,20 @@ passphrase.
   the trust store (``trust=``, ``MEDIMG_TRUST``, ``~/.config/medimg/trust/``).
 * :func:`resolve_passphrase`, :func:`read_passphrase_file` -- a passphrase from a file,
   ``MEDIMG_PASSPHRASE_FILE`` or a prompt.
+* :func:`task_of`, :func:`build_contract`, :func:`inference_defaults`,
+  :func:`evaluation_files`, :func:`render_card` -- what a package says about its model (its
+  task, ``contract.json``, ``evaluation/...``, ``card.md``), made the same way for a folder.
 """
 
 from __future__ import annotations
 
+from medimg.packages._card import (
+    build_contract,
+    evaluation_files,
+    inference_defaults,
+    render_card,
+    task_of,
+)
 from medimg.packages._crypto import PASSPHRASE_ENV, read_passphrase_file, resolve_passphrase
 from medimg.packages._format import FORMAT_VERSION, PACKAGE_SUFFIX, READABLE_FORMATS
 from medimg.packages.pack import pack_model
@@ -42,13 +52,18 @@ __all__ = [
     "TRUST_ENV",
     "KeyPair",
     "ModelPackage",
+    "build_contract",
+    "evaluation_files",
     "generate_keypair",
+    "inference_defaults",
     "is_package",
     "key_fingerprint",
     "load_public_key",
     "pack_model",
     "read_package",
     "read_passphrase_file",
+    "render_card",
     "resolve_passphrase",
+    "task_of",
     "trusted_keys",
 ]

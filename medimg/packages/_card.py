@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-__all__ = ["build_contract", "evaluation_files", "render_card", "task_of"]
+__all__ = ["build_contract", "evaluation_files", "inference_defaults", "render_card", "task_of"]
 
 _EVALUATION_SUFFIXES = (".json", ".csv", ".png", ".md", ".txt")
 _EVALUATION_BYTES = 32 * 1024**2
@@ -15,7 +15,27 @@ _EVALUATION_BYTES = 32 * 1024**2
 
 
 def task_of(record: Mapping[str, Any], run: Mapping[str, Any]) -> str:
-    """The task of a model record: its run's ``task``, else what its network predicts."""
+    """The task of a model record: its run's ``task``, else what its network predicts.
+
+    Parameters
+    ----------
+    record : mapping
+        A checked ``model.json`` (:func:`medimg.training.read_model_record`).
+    run : mapping
+        The training ``run.json`` beside it (empty when there is none).
+
+    Returns
+    -------
+    str
+        ``"segmentation"``, ``"classification"`` or ``"detection"``.
+
+    Examples
+    --------
+    >>> task_of({"network": {"anchor_shapes_vox": [[8, 8, 8]]}}, {})
+    'detection'
+    >>> task_of({"network": {"name": "dynunet"}}, {"task": "segmentation"})
+    'segmentation'
+    """
     from medimg.networks import lookup_network
 
     if isinstance(run.get("task"), str):
@@ -33,11 +53,26 @@ def build_contract(
 
     3D models name the orientation (``RAS``: every chain reorients to it) and the spacing
     their chain resamples to; 2D (X-ray) models the size their chain resizes to.
+
+    Parameters
+    ----------
+    task : str
+        The model's task (:func:`task_of`).
+    bundle : ModelBundle
+        The loaded model (:func:`medimg.training.load_model_bundle`).
+    record, run : mapping
+        Its ``model.json`` and training ``run.json`` (empty when there is none).
+
+    Returns
+    -------
+    dict
+        JSON-ready: ``task``, ``modality``, ``channels``, ``spatial_dims``, ``outputs``,
+        ``orientation`` and ``spacing_mm`` (3D) or ``size_px`` (2D), ``head`` (when the model
+        has one) and ``inference`` (:func:`inference_defaults`).
     """
     from medimg.transforms.modality import target_spacing_for
 
     network = bundle.network
-    config: Mapping[str, Any] = run["config"] if isinstance(run.get("config"), dict) else {}
     spatial_dims = int(network.spatial_dims)
     contract: dict[str, Any] = {
         "task": task,
@@ -55,14 +90,51 @@ def build_contract(
         contract["size_px"] = list(bundle.preprocess.xray_size_px)
     if bundle.head is not None or "head" in record:
         contract["head"] = record.get("head")
-    overlap = config.get("sw_overlap", getattr(network, "sw_overlap", None))
-    contract["inference"] = {
-        "roi_size_vox": list(getattr(network, "roi_size_vox", ()) or ()) or None,
-        "sw_overlap": overlap,
+    contract["inference"] = inference_defaults(
+        run,
+        roi_size_vox=getattr(network, "roi_size_vox", None),
+        sw_overlap=getattr(network, "sw_overlap", None),
+    )
+    return contract
+
+
+def inference_defaults(
+    run: Mapping[str, Any], *, roi_size_vox: Sequence[int] | None, sw_overlap: float | None
+) -> dict[str, Any]:
+    """A model's inference defaults (``contract.json`` ``inference``), from its run.
+
+    Prediction uses them for every setting the user does not give
+    (:func:`medimg.tasks.load_model`, ``medimg predict``).
+
+    Parameters
+    ----------
+    run : mapping
+        The training ``run.json`` (its ``config``'s ``sw_overlap`` and ``mirror_axes``).
+    roi_size_vox : sequence of int, optional
+        The network's sliding window (None: it has none).
+    sw_overlap : float, optional
+        The network's own overlap, used when the run's config has none (detection).
+
+    Returns
+    -------
+    dict
+        ``roi_size_vox`` (list or None), ``sw_overlap`` (float or None), ``mirror_axes``
+        (list) and ``precision`` (``"float32"``: what training validated with).
+
+    Examples
+    --------
+    >>> inference_defaults({"config": {"sw_overlap": 0.25}}, roi_size_vox=(16, 16, 8),
+    ...                    sw_overlap=None)  # doctest: +NORMALIZE_WHITESPACE
+    {'roi_size_vox': [16, 16, 8], 'sw_overlap': 0.25, 'mirror_axes': [],
+     'precision': 'float32'}
+    """
+    config: Mapping[str, Any] = run["config"] if isinstance(run.get("config"), dict) else {}
+    return {
+        "roi_size_vox": list(roi_size_vox or ()) or None,
+        "sw_overlap": config.get("sw_overlap", sw_overlap),
         "mirror_axes": list(config.get("mirror_axes") or []),
         "precision": "float32",
     }
-    return contract
 
 
 def evaluation_files(run_dir: Path, model_dir: Path) -> dict[str, Path]:
@@ -70,6 +142,19 @@ def evaluation_files(run_dir: Path, model_dir: Path) -> dict[str, Path]:
 
     The run folder's ``evaluation/`` (``medimg evaluate``'s report) and the model folder's
     ``curves.png`` (training curves); ``run.json`` files are left out (they hold local paths).
+
+    Parameters
+    ----------
+    run_dir : Path
+        The run folder (holding ``evaluation/``).
+    model_dir : Path
+        Its model folder (holding ``curves.png``).
+
+    Returns
+    -------
+    dict of str to Path
+        Member name to file: ``.json``, ``.csv``, ``.png``, ``.md`` and ``.txt`` files, at
+        most 32 MiB together, in name order.
     """
     found: dict[str, Path] = {}
     curves = model_dir / "curves.png"
@@ -123,7 +208,29 @@ def render_card(
     evaluation: Mapping[str, bytes],
     weights_sha256: str,
 ) -> str:
-    """The model card (``card.md``): task, outputs, data, contract, evaluation, versions."""
+    """The model card (``card.md``): task, outputs, data, contract, evaluation, versions.
+
+    Parameters
+    ----------
+    name, version : str
+        The model's name and version (the card's title).
+    contract : mapping
+        Its input contract (:func:`build_contract`).
+    run : mapping
+        The training ``run.json`` (cases, manifest digest, seed).
+    versions : mapping
+        Package versions (:func:`medimg.training.package_versions`); None values left out.
+    evaluation : mapping of str to bytes
+        Evaluation members (:func:`evaluation_files`, read): figures shown, ``summary.json``
+        scalars tabulated.
+    weights_sha256 : str
+        The weights file's SHA-256.
+
+    Returns
+    -------
+    str
+        Markdown.
+    """
     outputs = contract["outputs"]
     kind = "Labels" if contract["task"] == "segmentation" else "Classes"
     cases: Mapping[str, Any] = run["cases"] if isinstance(run.get("cases"), dict) else {}
