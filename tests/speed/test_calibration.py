@@ -223,3 +223,11 @@ def test_an_unreadable_cache_is_treated_as_empty_and_rewritten(
     cache.put("k", 1.5)
     assert cache.get("k") == 1.5
     assert json.loads(path.read_text()) == {"version": 1, "entries": {"k": 1.5}}
+
+
+def test_weights_digest_covers_scalar_buffers_and_changes_with_a_weight() -> None:
+    net = torch.nn.Sequential(torch.nn.Conv3d(1, 2, 1), torch.nn.BatchNorm3d(2))
+    before = cal.weights_digest(net)  # BatchNorm's num_batches_tracked is a 0-d int64
+    with torch.no_grad():
+        net[0].weight[0, 0, 0, 0, 0] += 1.0
+    assert cal.weights_digest(net) != before
