@@ -1,7 +1,9 @@
-"""The API against a real ``medimg serve`` (uvicorn on 127.0.0.1, one worker process)."""
+"""The API against a real ``medimg serve`` (uvicorn on 127.0.0.1, the shared server)."""
 
 from __future__ import annotations
 
+import io
+import zipfile
 from pathlib import Path
 
 import httpx
@@ -91,3 +93,27 @@ def test_result_before_done_and_unknown_format(served: Served) -> None:
         wrong_model = client.post("/v1/jobs", files={"file": ("a", b"x")}, data={"model": "no"})
         assert wrong_model.status_code == 422
         assert "must be one of" in wrong_model.json()["detail"]
+
+
+def test_dicom_zip_job(served: Served, case_images: list[Path], tmp_path: Path) -> None:
+    from medimg.io import read_image_header
+    from medimg.synthetic.dicom import write_dicom_series
+
+    case = load_volume(case_images[3])  # oblique, anisotropic
+    series = tmp_path / "series"
+    write_dicom_series(np.rint(case.array[0]), case.affine, series)
+    archive = io.BytesIO()
+    with zipfile.ZipFile(archive, "w", zipfile.ZIP_DEFLATED) as z:
+        for path in sorted(series.iterdir()):
+            z.write(path, f"study/series 1/{path.name}")  # folders inside are fine
+    with served.client() as client:
+        answer = client.post("/v1/jobs", files={"file": ("x.zip", archive.getvalue())})
+        assert answer.status_code == 202, answer.text
+        job = wait_done(client, answer.json()["id"])
+        assert job["status"] == "done", job
+        assert job["input_kind"] == "dicom"
+        (tmp_path / "labels.nii.gz").write_bytes(client.get(f"/v1/jobs/{job['id']}/result").content)
+    labels = load_volume(tmp_path / "labels.nii.gz")
+    grid = read_image_header(series)  # the label map lies on the series' grid
+    assert labels.spatial_shape == grid.shape
+    np.testing.assert_allclose(labels.affine, grid.affine, atol=1e-4)
