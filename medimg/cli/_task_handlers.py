@@ -50,12 +50,13 @@ def run_train(args: argparse.Namespace) -> int:
 
 def run_predict(args: argparse.Namespace) -> int:
     """Handle ``medimg predict``: exit status 1 when a case failed."""
+    from medimg.cli._passphrase import ask_passphrase
     from medimg.cli._ray_options import ray_config
     from medimg.tasks import predict
 
     task = resolve_task(args)
     cfg = build_configs(args, task)
-    result = predict(task, cfg, ray=ray_config(args))
+    result = predict(task, cfg, ray=ray_config(args), passphrase=ask_passphrase(cfg))
     counts = {s: sum(c.status == s for c in result.cases) for s in ("written", "skipped", "failed")}
     print(f"{result.path}: " + ", ".join(f"{n} {s}" for s, n in counts.items()))
     failed = [c for c in result.cases if c.status == "failed"]

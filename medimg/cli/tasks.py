@@ -385,8 +385,9 @@ def _task_default(task: Any, stage: str, field: dataclasses.Field[Any]) -> objec
 def build_configs(args: argparse.Namespace, task: Any) -> Any:
     """The config of ``args.command`` for ``task``, validated on construction.
 
-    ``train``: the task's training config; ``predict``: a :class:`~medimg.tasks.PredictConfig`;
-    ``evaluate``: an :class:`~medimg.tasks.EvaluateConfig`.
+    ``train``: the task's training config; ``predict``: a :class:`~medimg.tasks.PredictConfig`
+    whose overlap, mirror axes and precision not given are the model's stored inference
+    defaults (:mod:`medimg.tasks.defaults`); ``evaluate``: an :class:`~medimg.tasks.EvaluateConfig`.
 
     Raises
     ------
@@ -405,14 +406,21 @@ def build_configs(args: argparse.Namespace, task: Any) -> Any:
             config["augment"] = None
         return task.train_config(manifest=args.manifest, out_dir=args.out, **config)
     if args.command == "predict":
-        model = args.model
+        from medimg.tasks.defaults import predict_options_with, stored_model, stored_precision
+
+        model, trust = args.model, tuple(args.trust or ())
+        model_dir = args.out / "model" if model is None else resolve_model_dir(model)
+        stored = stored_model(model_dir, trust=trust or None).inference  # a given option wins
+        values = {
+            **stages["predict"],
+            "precision": stored_precision(stored, stages["predict"].get("precision")),
+        }
         return PredictConfig(
-            manifest=args.manifest,
-            model_dir=args.out / "model" if model is None else resolve_model_dir(model),
+            manifest=args.manifest, model_dir=model_dir,
             out_dir=args.out / "predictions" if model is None else args.out,
             overwrite=args.force, fail_fast=not args.keep_going,
-            options=task.predict_options(**stages["predict_options"]), **stages["predict"],
-            trust=tuple(args.trust or ()), passphrase_file=args.passphrase_file,
+            options=predict_options_with(task, stored, stages["predict_options"]), **values,
+            trust=trust, passphrase_file=args.passphrase_file,
         )  # fmt: skip
     cfg = EvaluateConfig(
         manifest=args.manifest, out_dir=args.out,

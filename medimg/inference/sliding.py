@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import itertools
 import logging
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import nullcontext
 from dataclasses import dataclass
 from typing import Any
@@ -140,6 +140,7 @@ def iter_slabs(
     config: InferenceConfig | None = None,
     *,
     plan: InferencePlan | None = None,
+    on_window: Callable[[int, int], None] | None = None,
 ) -> Iterator[Slab]:
     """Run ``model`` over ``image`` window by window; yield finished slabs along Z in order.
 
@@ -160,6 +161,10 @@ def iter_slabs(
         Window, overlap, output kind, precision, device, TTA (defaults: ``InferenceConfig()``).
     plan : InferencePlan, optional
         A plan from :func:`~medimg.inference.plan_inference`; made here when not given.
+    on_window : callable, optional
+        ``on_window(done, total)``: called with ``(0, total)`` before the first window and
+        after each window is stitched, ``total`` being the number of windows of the whole
+        volume (the plan's ``n_windows``). What it raises stops the run.
 
     Yields
     ------
@@ -186,7 +191,7 @@ def iter_slabs(
     try:
         with fast_layers(model, float32=plan.float32_layers) if fast else nullcontext(0) as swapped:
             logger.debug("%d layers in their fast CPU form for the run", swapped)
-            yield from _run(model, source, grid, config, plan)
+            yield from _run(model, source, grid, config, plan, on_window)
     finally:
         model.train(was_training)
 
@@ -197,6 +202,7 @@ def _run(
     grid: WindowGrid,
     config: InferenceConfig,
     plan: InferencePlan,
+    on_window: Callable[[int, int], None] | None = None,
 ) -> Iterator[Slab]:
     # Only the network runs in inference mode and autocast; stitching runs under no_grad on
     # ordinary tensors, and slabs are yielded outside every mode, so none leaks to the caller.
@@ -209,6 +215,9 @@ def _run(
     weights: torch.Tensor | None = None
     trims = 0
     bar = _progress(grid.n_windows, config.progress)
+    done_windows = 0
+    if on_window is not None:
+        on_window(0, grid.n_windows)
     for batch in batches:
         with torch.inference_mode(), autocast_for(plan.device, plan.compute_dtype):
             logits = _forward(model, batch.images.to(plan.device), config.mirror_axes)
@@ -220,6 +229,10 @@ def _run(
         done = _stitch(stitcher, batch.windows, logits.to(plan.accumulate_on))
         if bar is not None:
             bar.update(len(batch.windows))
+        if on_window is not None:
+            for _ in batch.windows:
+                done_windows += 1
+                on_window(done_windows, grid.n_windows)
         del logits, batch  # not held while the next batch runs through the network
         trims = (trims + 1) % _TRIM_EVERY
         if plan.accumulate_on.type == "cpu" and trims == 0:

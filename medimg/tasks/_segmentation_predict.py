@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from contextlib import closing
 from dataclasses import replace
 from pathlib import Path
@@ -46,8 +46,9 @@ def predict_image(
     """Predict one image and write its label map on the image's stored grid; return the path.
 
     ``image`` is a path (file or DICOM folder) or a :class:`~medimg.io.Volume` on its stored
-    grid; ``progress(done, total)`` is called as each slab of the preprocessed grid is finished
-    (planes along Z done, of all).
+    grid; ``progress(done, total)`` is called before the first sliding window, ``(0, total)``,
+    and after each one, ``total`` being the windows of the whole preprocessed volume
+    (:func:`~medimg.inference.iter_slabs` ``on_window``).
 
     The sliding window's finished probability slabs (:func:`~medimg.inference.iter_slabs`) go
     to a scratch file beside ``out``; the stored grid's slabs are resampled from the few planes
@@ -73,24 +74,13 @@ def predict_image(
         model[0], tuple(tensor.shape), config, result_in_memory=False, input_in_memory=True
     )
     out.parent.mkdir(parents=True, exist_ok=True)
-    slabs = iter_slabs(model[0], tensor, config, plan=plan)
-    if progress is not None:
-        slabs = _reporting(slabs, int(tensor.shape[-1]), progress)
+    slabs = iter_slabs(model[0], tensor, config, plan=plan, on_window=progress)
     labels = streamed_source_label_slabs(slabs, record, scratch_dir=out.parent, name=out.name)
     with torch.no_grad(), closing(labels):  # closed on errors too: the scratch file goes
         return write_slabs_nifti(
             labels, out, shape=record.source_shape, affine=record.source_affine,
             dtype=np.uint8, overwrite=True,
         )  # fmt: skip
-
-
-def _reporting(slabs: Iterator[Any], total: int, progress: Callable[[int, int], None]) -> Any:
-    """``slabs`` as they come, calling ``progress(planes done, total)`` after each."""
-    done = 0
-    for slab in slabs:
-        yield slab
-        done += int(slab.depth)
-        progress(done, total)
 
 
 def on_grid_of(path: Path, image: Path) -> bool:

@@ -145,8 +145,14 @@ def _memory_method() -> str:
     return probe.method
 
 
-def predict(task: Task, cfg: PredictConfig, *, ray: Any = None) -> PredictResult:
+def predict(
+    task: Task, cfg: PredictConfig, *, ray: Any = None, passphrase: str | None = None
+) -> PredictResult:
     """Predict every case of ``cfg.split`` with the model of ``cfg.model_dir``.
+
+    ``passphrase`` opens an encrypted package (else ``cfg.passphrase_file``, else
+    ``MEDIMG_PASSPHRASE_FILE``); it is never logged or stored, and Ray workers do not get it
+    (they read the file).
 
     With ``ray`` (a :class:`~medimg.inference.ray_batch.RayConfig`) each remaining case is a
     task on that Ray cluster (:mod:`medimg.inference.ray_batch`); this process keeps the lock,
@@ -183,7 +189,7 @@ def predict(task: Task, cfg: PredictConfig, *, ray: Any = None) -> PredictResult
 
     started = utc_now()
     cfg = cfg if ray is None else absolute_paths(cfg)  # workers run in other folders
-    bundle, cases, predictor = prediction_setup(task, cfg)
+    bundle, cases, predictor = prediction_setup(task, cfg, passphrase=passphrase)
     model = BatchModel(
         bundle.weights_sha256,  # the weights' digest: a run folder and its package agree
         chain_key(Modality(bundle.modality), bundle.preprocess, bundle.fingerprint),
@@ -218,7 +224,9 @@ def predict(task: Task, cfg: PredictConfig, *, ray: Any = None) -> PredictResult
     return PredictResult(cfg.out_dir, main, batch.summary_path, outcomes)
 
 
-def prediction_setup(task: Task, cfg: PredictConfig) -> tuple[Any, dict[str, Any], Any]:
+def prediction_setup(
+    task: Task, cfg: PredictConfig, *, passphrase: str | None = None
+) -> tuple[Any, dict[str, Any], Any]:
     """The model bundle, the split's cases by id and the task's predictor of ``cfg``.
 
     What :func:`predict` builds before its batch, and each Ray worker once
@@ -233,8 +241,9 @@ def prediction_setup(task: Task, cfg: PredictConfig) -> tuple[Any, dict[str, Any
     from medimg.tasks._contract import check_manifest_contract
     from medimg.transforms import preprocessing_for
 
-    bundle = task.load_model(cfg.model_dir, trust=cfg.trust or None,
-                             passphrase=_passphrase(cfg.passphrase_file))  # fmt: skip
+    if passphrase is None:
+        passphrase = _passphrase(cfg.passphrase_file)
+    bundle = task.load_model(cfg.model_dir, trust=cfg.trust or None, passphrase=passphrase)
     manifest = load_manifest(cfg.manifest, check_files=cfg.fail_fast)
     task.check_manifest(manifest, cfg.manifest)
     cases = {c.case_id: c for c in resolve_cases(manifest, cfg.manifest) if c.split == cfg.split}

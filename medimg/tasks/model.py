@@ -30,6 +30,7 @@ from types import SimpleNamespace
 from typing import TYPE_CHECKING, Any
 
 from medimg.tasks._contract import check_image_contract, contract_of
+from medimg.tasks.defaults import predict_options_with, run_record, stored_precision
 from medimg.typing import PathLike
 
 if TYPE_CHECKING:
@@ -42,7 +43,8 @@ __all__ = ["Model", "Prediction", "load_model"]
 logger = logging.getLogger(__name__)
 
 Progress = Callable[[int, int], None]
-"""``progress(done, total)``: segmentation per finished slab (planes along Z), else per step."""
+"""``progress(done, total)``: segmentation per sliding window (``(0, total)`` first, ``total``
+the windows of the whole volume), else ``(0, 1)`` and ``(1, 1)``."""
 
 
 @dataclass(frozen=True)
@@ -118,19 +120,26 @@ class Model:
         The weights' digest (equal for a run folder and its package).
     bundle : ModelBundle
         The network and what its inputs need.
+    options : object
+        The task's prediction options in use (e.g.
+        :class:`~medimg.tasks.SegmentationPredictOptions`).
+    precision : str
+        The autocast precision in use.
 
     One model predicts one image at a time (calls from several threads take turns).
     """
 
     def __init__(
         self, *, name: str, task: str, bundle: ModelBundle, contract: dict[str, Any],
-        card: str, sha256: str, predictor: Any, chain: Any,
+        card: str, sha256: str, predictor: Any, chain: Any, options: object,
+        precision: str,
     ) -> None:  # fmt: skip
         self.name, self.task, self.bundle = name, task, bundle
         self.outputs = dict(bundle.outputs)
         self.contract, self.card, self.sha256 = contract, card, sha256
         self.weights_sha256 = bundle.weights_sha256
         self._predictor, self._chain = predictor, chain
+        self.options, self.precision = options, precision
         self._lock = threading.Lock()
 
     def __repr__(self) -> str:
@@ -159,8 +168,11 @@ class Model:
     ) -> Prediction:  # fmt: skip
         """Predict one image: a path (file or DICOM folder) or a Volume on its stored grid.
 
-        ``progress(done, total)`` is called per finished slab (segmentation) or step;
-        ``modality`` (``CT``, ``MR``, ``XR``), when given, is checked against the contract.
+        ``progress(done, total)`` is called (segmentation) with ``(0, total)`` before the
+        first sliding window and after each one, ``total`` being the windows of the whole
+        preprocessed volume, or (classification, detection) with ``(0, 1)`` and ``(1, 1)``;
+        what it raises stops the prediction. ``modality`` (``CT``, ``MR``, ``XR``), when
+        given, is checked against the contract.
 
         Raises
         ------
@@ -249,6 +261,7 @@ def load_model(
     passphrase: str | None = None,
     device: str = "auto",
     precision: str | None = None,
+    options: object | None = None,
 ) -> Model:
     """Load a run folder, model folder or package for :meth:`Model.predict`.
 
@@ -264,12 +277,18 @@ def load_model(
     device : str
         ``"auto"``, ``"cpu"``, ``"cuda"`` or ``"cuda:N"``.
     precision : {"float32", "bfloat16", "float16", "auto"}, optional
-        Autocast dtype; None: the package's inference default, else float32.
+        Autocast dtype; None: the model's inference default (``contract["inference"]``).
+    options : object, optional
+        The task's prediction options, e.g.
+        ``SegmentationPredictOptions(sw_overlap=0.25, mirror_axes=(0, 1))``; used as given.
+        None: the task's defaults with the model's stored overlap and mirror axes
+        (``contract["inference"]``, :mod:`medimg.tasks.defaults`).
 
     Raises
     ------
     ConfigError
-        When ``source`` is no model (no ``model.json``), or of a task without an engine.
+        When ``source`` is no model (no ``model.json``), or of a task without an engine, or
+        ``options`` is not the task's prediction options class.
     CheckpointError, PackageError
         For a damaged folder, or a package failing its checks (hashes, signature,
         passphrase, format version).
@@ -283,45 +302,38 @@ def load_model(
     task = task_for(_task_name(opened))
     bundle: ModelBundle = task.load_model(opened)  # type: ignore[arg-type]  # a ModelSource
     contract, card, name, sha256 = _description(opened, task.name, bundle, Path(source))
-    if precision is None:
-        precision = str((contract.get("inference") or {}).get("precision") or "float32")
-    chain, predictor = _predictor(task, bundle, device, precision)
+    inference = contract.get("inference") or {}
+    if options is None:
+        options = predict_options_with(task, inference)
+    precision = stored_precision(inference, precision)
+    chain, predictor = _predictor(task, bundle, device, precision, options)
     return Model(name=name, task=task.name, bundle=bundle, contract=contract, card=card,
-                 sha256=sha256, predictor=predictor, chain=chain)  # fmt: skip
-
-
-def _run_record(source: ModelSource) -> dict[str, Any]:
-    """The training ``run.json`` beside a folder's ``model.json`` (empty when absent)."""
-    path = source.path / "run.json"
-    try:
-        run = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return {}
-    return run if isinstance(run, dict) else {}
+                 sha256=sha256, predictor=predictor, chain=chain, options=options,
+                 precision=precision)  # fmt: skip
 
 
 def _task_name(source: ModelSource) -> str:
-    from medimg.packages._card import task_of
+    from medimg.packages import task_of
 
     if source.package is not None:
         task = source.package.manifest.get("task") or source.package.contract.get("task")
         if isinstance(task, str):
             return task
-    return task_of(source.record, {} if source.package is not None else _run_record(source))
+    return task_of(source.record, {} if source.package is not None else run_record(source.path))
 
 
 def _description(
     source: ModelSource, task: str, bundle: ModelBundle, given: Path
 ) -> tuple[dict[str, Any], str, str, str]:
     """Contract, card, name and SHA-256: a package's own; made from the record for a folder."""
-    from medimg.packages._card import build_contract, evaluation_files, render_card
+    from medimg.packages import build_contract, evaluation_files, render_card
     from medimg.training import package_versions
 
     package = source.package
     if package is not None:
         name = str(package.manifest.get("name") or package.path.stem)
         return dict(package.contract), str(package.card), name, str(package.sha256)
-    run = _run_record(source)
+    run = run_record(source.path)
     contract = build_contract(task, bundle, source.record, run)
     run_dir = source.path.parent if source.path.name == "model" else source.path
     name = run_dir.name if given.resolve() != source.path.resolve() else source.path.name
@@ -334,14 +346,16 @@ def _description(
     return contract, card, name, bundle.checkpoint_sha256
 
 
-def _predictor(task: Any, bundle: ModelBundle, device: str, precision: str) -> tuple[Any, Any]:
+def _predictor(
+    task: Any, bundle: ModelBundle, device: str, precision: str, options: object
+) -> tuple[Any, Any]:
     """The chain and the task's batch predictor, set up as ``medimg predict`` sets them up."""
     from medimg.tasks.base import PredictConfig
     from medimg.transforms import preprocessing_for
 
     chain = preprocessing_for(bundle.modality, bundle.preprocess, bundle.fingerprint)
-    # the predictor's settings come from a PredictConfig with the task's default options,
-    # exactly as in the batch engine; its manifest and output folder are never used here
+    # the predictor's settings come from a PredictConfig, exactly as in the batch engine
+    # (which checks the options' class); its manifest and output folder are never used here
     cfg = PredictConfig(manifest=Path("-"), model_dir=Path("-"), out_dir=Path("-"),
-                        device=device, precision=precision)  # fmt: skip
+                        device=device, precision=precision, options=options)  # fmt: skip
     return chain, task.predictor(bundle, chain, cfg)

@@ -1,0 +1,89 @@
+"""Bad inputs of ``medimg predict --model PACKAGE``: an encrypted package and no passphrase.
+
+Without ``--passphrase-file``, ``MEDIMG_PASSPHRASE_FILE`` or a terminal to ask on (pytest's
+stdin is none), the package is refused before anything is predicted; a wrong passphrase in a
+file is refused naming the package.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import pytest
+from catalogue_helpers import BadInput, check_bad_input
+
+
+def _encrypted(tmp: Path) -> Path:
+    import torch
+
+    from medimg.networks import NetworkConfig, build_network
+    from medimg.packages import pack_model
+    from medimg.training import save_checkpoint, save_model_bundle
+    from medimg.transforms import PreprocessConfig
+
+    torch.manual_seed(0)
+    net = NetworkConfig(name="unet", in_channels=1, out_channels=2, roi_size_vox=(16, 16, 8),
+                        base_features=4)  # fmt: skip
+    model_dir = tmp / "run" / "model"
+    model_dir.mkdir(parents=True)
+    save_checkpoint({"model": build_network(net).state_dict()}, model_dir / "best.pt")
+    save_model_bundle(
+        model_dir, network=net, modality="CT", outputs={1: "liver"}, fingerprint=None,
+        preprocess=PreprocessConfig(target_spacing_mm=(4.0, 4.0, 6.0), hu_window="soft_tissue"),
+        checkpoint="best.pt",
+    )  # fmt: skip
+    return pack_model(tmp / "run", tmp / "liver.medimg", passphrase="correct horse")
+
+
+def _manifest(tmp: Path) -> Path:
+    from medimg.synthetic.datasets import write_ct_segmentation_dataset
+
+    path = write_ct_segmentation_dataset(tmp / "data", 2, seed=0)
+    raw = json.loads(path.read_text())
+    cases = [*raw["training"], *raw.get("test", [])]
+    raw["training"], raw["test"] = cases[:1], cases[1:]
+    path.write_text(json.dumps(raw))
+    return path
+
+
+def _predict(passphrase: str | None) -> Callable[[Path], Sequence[str]]:
+    def make(tmp: Path) -> Sequence[str]:
+        argv = ["predict", "--model", str(_encrypted(tmp)), "--manifest", str(_manifest(tmp)),
+                "--out", str(tmp / "out"), "--device", "cpu"]  # fmt: skip
+        if passphrase is not None:
+            (tmp / "pass.txt").write_text(passphrase + "\n")
+            argv += ["--passphrase-file", str(tmp / "pass.txt")]
+        return argv
+
+    return make
+
+
+CATALOGUE = [
+    BadInput(
+        "package_encrypted_no_passphrase_no_terminal",
+        _predict(None),
+        2,
+        r"error: package {tmp}/liver\.medimg is encrypted \(member 'weights\.safetensors'\) and "
+        r"stdin is not a terminal to ask for its passphrase on: give --passphrase-file F \(its "
+        r"first line\) or set MEDIMG_PASSPHRASE_FILE=F",
+    ),
+    BadInput(
+        "package_encrypted_wrong_passphrase_file",
+        _predict("wrong horse"),
+        2,
+        r"error: wrong passphrase for {tmp}/liver\.medimg \(member 'weights\.safetensors'",
+    ),
+]
+
+
+@pytest.mark.parametrize("entry", CATALOGUE, ids=lambda e: e.kind)
+def test_catalogue_model_passphrase(
+    entry: BadInput,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.delenv("MEDIMG_PASSPHRASE_FILE", raising=False)
+    check_bad_input(entry, tmp_path, capsys)
