@@ -55,7 +55,16 @@ class DetectorModule(torch.nn.Module):
     def loss(self, images: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         """RetinaNet's total loss of ``images`` against the packed boxes ``target``."""
         boxes, labels = unpack(target)
-        return detection_loss(self.detector, images, boxes, labels).total
+        total = detection_loss(self.detector, images, boxes, labels).total
+        if not torch.distributed.is_initialized():
+            return total
+        # A crop whose anchors match no box gives MONAI's box-regression loss as a constant, so
+        # the regression head gets no gradient; under DistributedDataParallel that rank would
+        # then skip the head's gradient all-reduce while the others run it, a collective
+        # mismatch. Zero times every parameter keeps each one in the graph (gradients of 0;
+        # AdamW then decays such a head's weights where one process would leave them). A
+        # single process is left exactly as it was.
+        return total + 0.0 * sum(p.sum() for p in self.parameters())
 
 
 def pack(boxes: Sequence[NDArray[Any]], labels: Sequence[NDArray[Any]]) -> torch.Tensor:
