@@ -40,6 +40,7 @@ __all__ = [
     "PRECISIONS",
     "CaseOutcome",
     "EvaluateConfig",
+    "NetworkModels",
     "PredictConfig",
     "PredictResult",
     "Predictor",
@@ -101,6 +102,26 @@ class RunFolders:
     def predictions_dir(self) -> Path:
         """Where prediction writes its outputs and evaluation reads them."""
         return self.predictions_folder or self.out_dir / "predictions"
+
+
+class NetworkModels:
+    """``load_model`` of a task whose model is a medimg network (segmentation, classification).
+
+    The task declares ``head_type`` (its head settings dataclass, or None).
+    """
+
+    head_type: type[Any] | None = None
+
+    def load_model(self, model_dir: Path, *, trust: Any = None, passphrase: Any = None) -> Any:
+        """The model's network with its verified weights (and head): ``load_model_bundle``.
+
+        ``model_dir``: a model folder or a package (read with ``trust`` and ``passphrase``).
+        """
+        from medimg.training import load_model_bundle
+
+        return load_model_bundle(
+            model_dir, head_type=self.head_type, trust=trust, passphrase=passphrase
+        )
 
 
 @dataclass(frozen=True, kw_only=True)

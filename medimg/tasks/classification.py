@@ -24,9 +24,9 @@ from medimg.keys import Keys
 from medimg.manifests import Manifest, ResolvedCase
 from medimg.networks import NetworkConfig, build_network
 from medimg.networks import Task as NetworkTask
-from medimg.tasks.base import EvaluateConfig, PredictConfig, TrainPlan
+from medimg.tasks.base import EvaluateConfig, NetworkModels, PredictConfig, TrainPlan
 from medimg.tasks.engine import options_of
-from medimg.training import TrainConfig, apply_chain, epoch_batches, load_model_bundle
+from medimg.training import TrainConfig, apply_chain, epoch_batches
 from medimg.training.distributed import current, training_shard, validation_shard
 from medimg.transforms import AugmentConfig, PreprocessConfig
 
@@ -304,7 +304,7 @@ def _batches(cfg: ClassificationConfig, samples: list[dict[str, Any]], modality:
     return batches
 
 
-class ClassificationTask:
+class ClassificationTask(NetworkModels):
     """The classification :class:`~medimg.tasks.Task`."""
 
     name: str = "classification"
@@ -352,15 +352,6 @@ class ClassificationTask:
             head=ClassificationHead(multi_label=cfg.multi_label, input_size_vox=cfg.input_size_vox),
             record={"class_counts": counts, "class_weights": weights},
             model=build_network(net_cfg),
-        )
-
-    def load_model(self, model_dir: Path, *, trust: Any = None, passphrase: Any = None) -> Any:
-        """The model's network with its verified weights (and head): ``load_model_bundle``.
-
-        ``model_dir``: a model folder or a package (read with ``trust`` and ``passphrase``).
-        """
-        return load_model_bundle(
-            model_dir, head_type=self.head_type, trust=trust, passphrase=passphrase
         )
 
     def predictor(self, bundle: Any, chain: Any, cfg: PredictConfig) -> Any:

@@ -25,7 +25,7 @@ from medimg.keys import Keys
 from medimg.manifests import Manifest, ResolvedCase
 from medimg.networks import NetworkConfig, build_network
 from medimg.networks import Task as NetworkTask
-from medimg.tasks.base import EvaluateConfig, PredictConfig, RunFolders, TrainPlan
+from medimg.tasks.base import EvaluateConfig, NetworkModels, PredictConfig, RunFolders, TrainPlan
 from medimg.tasks.engine import options_of
 from medimg.training import (
     SEGMENTATION_LOSSES,
@@ -33,7 +33,6 @@ from medimg.training import (
     apply_chain,
     epoch_batches,
     label_balanced_crop,
-    load_model_bundle,
 )
 from medimg.training.distributed import (
     current,
@@ -276,7 +275,7 @@ def _samples(chain: Any, cases: Sequence[ResolvedCase]) -> list[dict[str, Any]]:
     return samples
 
 
-class SegmentationTask:
+class SegmentationTask(NetworkModels):
     """The segmentation :class:`~medimg.tasks.Task`."""
 
     name: str = "segmentation"
@@ -326,15 +325,6 @@ class SegmentationTask:
             validate=_validator(cfg, net_cfg, val_samples) if split[1] else None,
             outputs=labels,
             model=build_network(net_cfg),
-        )
-
-    def load_model(self, model_dir: Path, *, trust: Any = None, passphrase: Any = None) -> Any:
-        """The model's network with its verified weights (and head): ``load_model_bundle``.
-
-        ``model_dir``: a model folder or a package (read with ``trust`` and ``passphrase``).
-        """
-        return load_model_bundle(
-            model_dir, head_type=self.head_type, trust=trust, passphrase=passphrase
         )
 
     def predictor(self, bundle: Any, chain: Any, cfg: PredictConfig) -> Any:
