@@ -103,6 +103,15 @@ def register(sub: Any) -> None:
         help="finished jobs are deleted after this long (default: %(default)g)",
     )
     p.add_argument(
+        "--job-precision",
+        action="append",
+        default=[],
+        choices=("float32", "bfloat16", "float16", "auto"),
+        metavar="PRECISION",
+        help="an autocast precision a job may ask for (form field precision; repeat); "
+        "default: none, jobs run at the model's own",
+    )
+    p.add_argument(
         "--cors-origin",
         action="append",
         default=[],
@@ -180,6 +189,7 @@ def run(args: argparse.Namespace) -> int:
         cors_origins=tuple(args.cors_origin),
         trust=tuple(args.trust),
         device=args.device,
+        job_precisions=tuple(args.job_precision),
     )
     if not is_loopback(settings.host) and not TokenStore(JobStore(settings.db_path)).active():
         raise ConfigError(

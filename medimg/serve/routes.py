@@ -14,6 +14,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import UploadFile
 
 from medimg.serve._http import read_form, require_token
+from medimg.serve._options import job_options
 from medimg.serve.errors import UploadError
 from medimg.serve.settings import ServeSettings
 from medimg.serve.store import AdmissionError, Job, JobStore, new_job_id
@@ -25,6 +26,14 @@ logger = logging.getLogger(__name__)
 
 router = APIRouter(prefix="/v1")
 Owner = Annotated[str, Depends(require_token)]
+
+_OPTION_HELP = {
+    "sw_overlap": "segmentation's sliding-window overlap, in [0, 1)",
+    "mirror_axes": "segmentation's test-time mirror axes, e.g. '0 1' (empty: none)",
+    "threshold": "classification's positive-call probability, in (0, 1)",
+    "min_score": "detection's lowest box score kept, in [0, 1]",
+    "precision": "autocast precision, one the service allows (medimg serve --job-precision)",
+}
 
 _UPLOAD_SCHEMA = {
     "requestBody": {
@@ -46,6 +55,10 @@ _UPLOAD_SCHEMA = {
                             "type": "string",
                             "description": "the model's name (GET /v1/models); optional "
                             "when one model is served",
+                        },
+                        **{
+                            name: {"type": "string", "description": f"optional: {text}"}
+                            for name, text in _OPTION_HELP.items()
                         },
                     },
                 }
@@ -136,6 +149,11 @@ async def create_job(request: Request, owner: Owner) -> JSONResponse:
                 "image as multipart/form-data field 'file'",
             )
         model = _pick_model(request, form.get("model"))
+        try:
+            task = request.app.state.models[model]["task"]
+            options = job_options(task, form.multi_items(), precisions=settings.job_precisions)
+        except UploadError as exc:
+            raise HTTPException(exc.status, str(exc)) from None
         job_id = new_job_id()
         folder = settings.jobs_dir / job_id
         folder.mkdir(parents=True)
@@ -160,6 +178,7 @@ async def create_job(request: Request, owner: Owner) -> JSONResponse:
                 error=None,
                 result=None,
                 findings=None,
+                options=options or None,
             )
             store.submit(
                 job,
@@ -204,21 +223,12 @@ def get_job(request: Request, job_id: str, owner: Owner) -> dict[str, Any]:
     return _own_job(request, job_id, owner).to_json()
 
 
-def _result_file(job: Job, folder: Path, suffix: str) -> Path | None:
-    for relative in (job.result or {}).values():
-        if relative.endswith(suffix):
-            return folder / relative
-    return None
+def _result_file(job: Job, folder: Path, name: str) -> Path | None:
+    relative = (job.result or {}).get(name)
+    return None if relative is None else folder / relative
 
 
-@router.get("/jobs/{job_id}/result", summary="The result: NIfTI label map (default) or JSON")
-def get_result(
-    request: Request,
-    job_id: str,
-    owner: Owner,
-    format: Annotated[Literal["nifti", "json", "seg"], Query()] = "nifti",
-) -> Response:
-    """``format=nifti``: the label map on the input's grid; ``json``: the findings."""
+def _done_job(request: Request, job_id: str, owner: str) -> Job:
     job = _own_job(request, job_id, owner)
     if job.status != "done":
         detail = f"job {job_id} is {job.status}"
@@ -227,18 +237,74 @@ def get_result(
         else:
             detail += f"; poll GET /v1/jobs/{job_id} until its status is done"
         raise HTTPException(409, detail)
+    return job
+
+
+def _dicom_result(job: Job, folder: Path, format: str) -> FileResponse:
+    what = {"seg": "DICOM SEG", "sr": "DICOM SR of the segments' volumes"}[format]
+    if job.input_kind != "dicom":
+        raise HTTPException(
+            409,
+            f"job {job.id}'s upload was a {job.input_kind} file, not a DICOM series; a {what} "
+            "refers to the uploaded DICOM images, so there is none; ask format=nifti (the "
+            "label map on the input's grid) or format=json, or upload a zip of the series",
+        )
+    path = _result_file(job, folder, format)
+    if path is None or not path.is_file():
+        raise HTTPException(
+            409, f"job {job.id}'s model ({job.model}) gives no label map, so no {what}; "
+            "ask format=json",
+        )  # fmt: skip
+    return FileResponse(path, media_type="application/dicom", filename=f"{job.id}_{path.name}")
+
+
+@router.get("/jobs/{job_id}/result", summary="The result: NIfTI label map (default), JSON, SEG")
+def get_result(
+    request: Request,
+    job_id: str,
+    owner: Owner,
+    format: Annotated[Literal["nifti", "json", "seg", "sr"], Query()] = "nifti",
+) -> Response:
+    """The label map (``nifti``), the findings (``json``) or, for a DICOM upload, DICOM files.
+
+    ``seg``: the DICOM SEG on the uploaded series; ``sr``: the SR of its segments' volumes.
+    """
+    job = _done_job(request, job_id, owner)
     folder = _settings(request).jobs_dir / job_id
     if format == "json":
         return JSONResponse({"id": job_id, "model": job.model, "findings": job.findings})
-    if format == "seg":
-        raise HTTPException(
-            400,
-            "DICOM SEG output is not available in this version; ask format=nifti or format=json",
-        )
-    path = _result_file(job, folder, ".nii.gz")
+    if format in ("seg", "sr"):
+        return _dicom_result(job, folder, format)
+    path = _result_file(job, folder, "labels")
     if path is None or not path.is_file():
         raise HTTPException(404, f"job {job_id}'s model gives no label map; ask format=json")
     return FileResponse(path, media_type="application/gzip", filename=f"{job_id}_labels.nii.gz")
+
+
+@router.get("/jobs/{job_id}/image", summary="The input image as NIfTI (a DICOM upload's series)")
+def get_image(request: Request, job_id: str, owner: Owner) -> Response:
+    """The input image as NIfTI, on the label map's grid.
+
+    A DICOM upload's series as read by medimg; a NIfTI upload as sent. NRRD and MetaImage
+    uploads: 409 (the client has the file).
+    """
+    job = _done_job(request, job_id, owner)
+    folder = _settings(request).jobs_dir / job_id
+    path = _result_file(job, folder, "image")
+    if path is None and job.input_kind in ("nifti", "nifti-gz"):
+        path = folder / job.input
+    if path is None or not path.is_file():
+        raise HTTPException(
+            409,
+            f"job {job_id}'s upload was a {job.input_kind} file, which the service does not "
+            "convert; the image is the file you sent (the label map lies on its grid)",
+        )
+    gz = path.name.endswith(".gz")
+    return FileResponse(
+        path,
+        media_type="application/gzip" if gz else "application/octet-stream",
+        filename=f"{job_id}_image.nii{'.gz' if gz else ''}",
+    )
 
 
 @router.delete("/jobs/{job_id}", status_code=204, summary="Delete a job and its files")

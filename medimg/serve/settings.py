@@ -68,6 +68,9 @@ class ServeSettings:
         Trusted signers' public keys, passed to ``load_model`` (empty: its default).
     device : str
         Device the workers run the models on.
+    job_precisions : tuple of str
+        Autocast precisions a job may ask for (form field ``precision``); empty (the
+        default): every job runs at the model's own precision.
     """
 
     data_dir: Path
@@ -86,6 +89,7 @@ class ServeSettings:
     cors_origins: tuple[str, ...] = field(default=())
     trust: tuple[Path, ...] = ()
     device: str = "cpu"
+    job_precisions: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         checks = {
@@ -100,6 +104,9 @@ class ServeSettings:
             "result_ttl_s": 0 < self.result_ttl_s < float("inf"),
             "max_attempts": self.max_attempts >= 1,
         }
+        from medimg.serve._options import PRECISIONS
+
+        checks["job_precisions"] = set(self.job_precisions) <= set(PRECISIONS)
         for name, ok in checks.items():
             if not ok:
                 raise ConfigError(

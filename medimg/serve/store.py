@@ -47,7 +47,8 @@ CREATE TABLE IF NOT EXISTS jobs (
     worker_pid INTEGER,
     error TEXT,
     result TEXT,
-    findings TEXT
+    findings TEXT,
+    options TEXT
 );
 CREATE INDEX IF NOT EXISTS jobs_status ON jobs (status, created);
 CREATE TABLE IF NOT EXISTS tokens (
@@ -91,6 +92,8 @@ class Job:
     error: str | None
     result: dict[str, str] | None
     findings: Any
+    options: dict[str, Any] | None = None
+    """The job's own prediction options (form fields, checked), None for the model's."""
 
     def to_json(self) -> dict[str, Any]:
         """The job as ``GET /v1/jobs/{id}`` answers it (no owner, no paths)."""
@@ -114,6 +117,7 @@ class Job:
             "error": self.error,
             "results": sorted(self.result or {}),
             "findings": self.findings if self.status == "done" else None,
+            "options": self.options or {},
         }
 
 
@@ -121,6 +125,7 @@ def _job(row: sqlite3.Row) -> Job:
     values = dict(row)
     values["result"] = None if row["result"] is None else json.loads(row["result"])
     values["findings"] = None if row["findings"] is None else json.loads(row["findings"])
+    values["options"] = None if row["options"] is None else json.loads(row["options"])
     return Job(**values)
 
 
@@ -143,6 +148,13 @@ class JobStore:
         with self.connect() as db:
             db.execute("PRAGMA journal_mode=WAL")
             db.executescript(_SCHEMA)
+            columns = {row["name"] for row in db.execute("PRAGMA table_info(jobs)")}
+            if "options" not in columns:  # a store made before per-job options
+                try:
+                    db.execute("ALTER TABLE jobs ADD COLUMN options TEXT")
+                except sqlite3.OperationalError as exc:  # another process added it first
+                    if "duplicate column" not in str(exc):
+                        raise
 
     @contextmanager
     def connect(self) -> Iterator[sqlite3.Connection]:
@@ -197,9 +209,17 @@ class JobStore:
                     retry_after_s,
                 )
             db.execute(
-                "INSERT INTO jobs (id, model, owner, status, input, input_kind, created) "
-                "VALUES (?, ?, ?, 'queued', ?, ?, ?)",
-                (job.id, job.model, job.owner, job.input, job.input_kind, job.created),
+                "INSERT INTO jobs (id, model, owner, status, input, input_kind, created, "
+                "options) VALUES (?, ?, ?, 'queued', ?, ?, ?, ?)",
+                (
+                    job.id,
+                    job.model,
+                    job.owner,
+                    job.input,
+                    job.input_kind,
+                    job.created,
+                    None if not job.options else json.dumps(job.options),
+                ),
             )
 
     def get(self, job_id: str) -> Job | None:

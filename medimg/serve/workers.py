@@ -72,7 +72,12 @@ def run_job(job: Job, model: Any, store: JobStore, jobs_dir: Path) -> None:
     started = time.monotonic()
     try:
         prediction = model.predict(folder / job.input, progress=_progress_recorder(store, job.id))
-        written = prediction.write(folder / "result")
+        written = dict(prediction.write(folder / "result"))
+        if job.input_kind == "dicom":  # the image for the page; SEG and SR on the series
+            from medimg.serve._dicom_results import write_dicom_results
+
+            written.update(write_dicom_results(folder / job.input, model, prediction,
+                                               folder / "result"))  # fmt: skip
     except _JobGone:
         logger.info("job %s: deleted while running; its work is dropped", job.id)
         shutil.rmtree(folder, ignore_errors=True)
@@ -96,9 +101,9 @@ def worker_main(settings: ServeSettings, parent_pid: int, ready: Any = None) -> 
     logging.basicConfig(
         level=logging.INFO, format="%(levelname)s %(name)s[%(process)d]: %(message)s"
     )
-    from medimg.serve.models import load_models
+    from medimg.serve.models import JobModels
 
-    models = load_models(settings)
+    models = JobModels(settings)
     store = JobStore(settings.db_path)
     if ready is not None:
         ready.set()
@@ -108,12 +113,16 @@ def worker_main(settings: ServeSettings, parent_pid: int, ready: Any = None) -> 
         if job is None:
             time.sleep(_POLL_S)
             continue
-        model = models.get(job.model)
+        try:
+            model = models.get(job.model, job.options)
+        except MedimgError as exc:  # the model, loaded again with the job's options, refused
+            store.fail(job.id, f"the model could not take this job's options: {exc}")
+            continue
         if model is None:
             store.fail(
                 job.id,
                 f"model {job.model!r} is no longer served; submit the job again "
-                f"with one of {', '.join(models)}",
+                f"with one of {', '.join(models.served)}",
             )
             continue
         run_job(job, model, store, settings.jobs_dir)

@@ -74,6 +74,12 @@ def test_job_lifecycle_matches_the_command_line(
         liver = findings["findings"]["labels"]["liver"]
         spacing = np.prod(expected.spacing_mm)  # mL = voxels x voxel volume (mm^3) / 1000
         assert liver["volume_ml"] == pytest.approx(liver["voxels"] * spacing / 1000, rel=1e-5)
+        for format in ("seg", "sr"):  # a NIfTI upload has no DICOM series to refer to
+            refused = client.get(f"/v1/jobs/{job['id']}/result", params={"format": format})
+            assert refused.status_code == 409
+            assert "not a DICOM series" in refused.json()["detail"]
+        same = client.get(f"/v1/jobs/{job['id']}/image")  # a NIfTI upload: the file sent
+        assert same.content == image.read_bytes()
         assert client.delete(f"/v1/jobs/{job['id']}").status_code == 204
         gone = client.get(f"/v1/jobs/{job['id']}")
         assert gone.status_code == 404
@@ -96,7 +102,9 @@ def test_result_before_done_and_unknown_format(served: Served) -> None:
 
 
 def test_dicom_zip_job(served: Served, case_images: list[Path], tmp_path: Path) -> None:
-    from medimg.io import read_image_header
+    import pydicom
+
+    from medimg.io import read_image, read_image_header
     from medimg.synthetic.dicom import write_dicom_series
 
     case = load_volume(case_images[3])  # oblique, anisotropic
@@ -110,10 +118,35 @@ def test_dicom_zip_job(served: Served, case_images: list[Path], tmp_path: Path) 
         answer = client.post("/v1/jobs", files={"file": ("x.zip", archive.getvalue())})
         assert answer.status_code == 202, answer.text
         job = wait_done(client, answer.json()["id"])
-        assert job["status"] == "done", job
+        assert job["status"] == "done", job["error"]
         assert job["input_kind"] == "dicom"
-        (tmp_path / "labels.nii.gz").write_bytes(client.get(f"/v1/jobs/{job['id']}/result").content)
+        assert {"labels", "image", "seg", "sr"} <= set(job["results"])
+        for name, params in [("labels.nii.gz", {}), ("seg.dcm", {"format": "seg"}),
+                             ("sr.dcm", {"format": "sr"})]:  # fmt: skip
+            answer = client.get(f"/v1/jobs/{job['id']}/result", params=params)
+            assert answer.status_code == 200, answer.text
+            (tmp_path / name).write_bytes(answer.content)
+        assert answer.headers["content-type"] == "application/dicom"
+        image = client.get(f"/v1/jobs/{job['id']}/image")
+        assert image.status_code == 200, image.text
+        (tmp_path / "image.nii.gz").write_bytes(image.content)
     labels = load_volume(tmp_path / "labels.nii.gz")
     grid = read_image_header(series)  # the label map lies on the series' grid
     assert labels.spatial_shape == grid.shape
     np.testing.assert_allclose(labels.affine, grid.affine, atol=1e-4)
+    # the SEG refers to the uploaded series and reads back as the NIfTI label map
+    seg = load_volume(tmp_path / "seg.dcm")
+    assert seg.spatial_shape == grid.shape
+    np.testing.assert_allclose(seg.affine, grid.affine, atol=1e-4)
+    np.testing.assert_array_equal(seg.array, labels.array)
+    uids = {pydicom.dcmread(p, stop_before_pixels=True).SeriesInstanceUID
+            for p in series.iterdir()}  # fmt: skip
+    head = pydicom.dcmread(tmp_path / "seg.dcm", stop_before_pixels=True)
+    assert head.Modality == "SEG"
+    assert {s.SeriesInstanceUID for s in head.ReferencedSeriesSequence} == uids
+    assert pydicom.dcmread(tmp_path / "sr.dcm").Modality == "SR"
+    # the image the page shows under the labels: the series as medimg reads it, same grid
+    shown, read = load_volume(tmp_path / "image.nii.gz"), read_image(series)
+    assert shown.spatial_shape == labels.spatial_shape
+    np.testing.assert_allclose(shown.affine, labels.affine, atol=1e-4)
+    np.testing.assert_allclose(shown.array, read.array)

@@ -137,7 +137,21 @@ async function showResult(job, file) {
     const imageUrl = URL.createObjectURL(file);
     state.urls.push(imageUrl);
     volumes.push({ url: imageUrl, name: IMAGE_NAMES[job.input_kind] });
+  } else if (job.results.includes("image")) {
+    // a DICOM zip: the service read the series and wrote it as NIfTI on the labels' grid
+    const image = await (await api(`/v1/jobs/${job.id}/image`)).blob();
+    const imageUrl = URL.createObjectURL(image);
+    state.urls.push(imageUrl);
+    volumes.push({ url: imageUrl, name: "image.nii.gz" });
   }
+  if (job.results.includes("seg")) {
+    const seg = await (await api(`/v1/jobs/${job.id}/result?format=seg`)).blob();
+    const segUrl = URL.createObjectURL(seg);
+    state.urls.push(segUrl);
+    $("download-seg").href = segUrl;
+    $("download-seg").download = `${job.id}_labels.seg.dcm`;
+  }
+  show("seg-link", job.results.includes("seg"));
   const findings = await (await api(`/v1/jobs/${job.id}/result?format=json`)).blob();
   const jsonUrl = URL.createObjectURL(findings);
   state.urls.push(jsonUrl);
