@@ -62,7 +62,10 @@ def cls_run(xray_dataset: Path, tmp_path_factory: pytest.TempPathFactory) -> Pat
     return out
 
 
-def write_untrained_run(root: Path, *, task: str = "segmentation", seed: int = 0) -> Path:
+def write_untrained_run(
+    root: Path, *, task: str = "segmentation", seed: int = 0,
+    target_spacing_mm: tuple[float, float, float] = (1.0, 1.0, 2.5),
+) -> Path:  # fmt: skip
     """A run folder as training writes it, with a seeded untrained network (no training).
 
     Segmentation: DynUNet (deep supervision) on (16, 16, 8) windows at (1, 1, 2.5) mm, CT with
@@ -90,7 +93,7 @@ def write_untrained_run(root: Path, *, task: str = "segmentation", seed: int = 0
         outputs = {0: "normal", 1: "nodule"}
         head = ClassificationHead(input_size_vox=(16, 16, 16))
     save_checkpoint({"model": build_network(network).state_dict()}, model_dir / "best.pt")
-    preprocess = PreprocessConfig(target_spacing_mm=(1.0, 1.0, 2.5), hu_window="soft_tissue")
+    preprocess = PreprocessConfig(target_spacing_mm=target_spacing_mm, hu_window="soft_tissue")
     save_model_bundle(model_dir, network=network, preprocess=preprocess, modality="CT",
                       outputs=outputs, fingerprint=None, checkpoint="best.pt", head=head)  # fmt: skip
     return root

@@ -10,6 +10,7 @@ from __future__ import annotations
 import csv
 import json
 import shutil
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -91,3 +92,26 @@ def test_precision_onnxruntime_cannot_honour_is_refused(
     assert main(argv) == 2
     err = capsys.readouterr().err
     assert "precision 'bfloat16' cannot be honoured by backend 'onnxruntime'" in err
+
+
+@pytest.mark.parametrize("encrypt", [False, True])
+def test_package_network_onnx_is_used_and_nothing_cached(
+    encrypt: bool, make_untrained_run: Callable[..., Path], ct_dataset: Path, tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
+) -> None:  # fmt: skip
+    # a package made with --onnx runs its own (verified) network.onnx; an encrypted one
+    # without it is exported in memory: no file beside a package holds its weights
+    from medimg.packages import pack_model
+
+    run = make_untrained_run(tmp_path / "run", target_spacing_mm=(4.0, 4.5, 6.5))  # the data's
+    passphrase = "correct horse" if encrypt else None
+    package = pack_model(run, tmp_path / "pkg" / "m.medimg", onnx=not encrypt,
+                         passphrase=passphrase)  # fmt: skip
+    extra = ["--split", "training"]
+    if encrypt:
+        (tmp_path / "pass.txt").write_text(passphrase + "\n")
+        extra += ["--passphrase-file", str(tmp_path / "pass.txt")]
+    caplog.set_level("INFO", logger="medimg.tasks._backend")
+    _predict(package, ct_dataset, tmp_path / "out", "--backend", "onnxruntime", *extra)
+    assert sorted(p.name for p in package.parent.iterdir()) == ["m.medimg"]
+    assert ("running its network.onnx" in caplog.text) is not encrypt
