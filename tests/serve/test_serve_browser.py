@@ -5,7 +5,9 @@ the canvas is screenshot and every sampled pixel of the three 2D planes is trace
 voxel through NiiVue's own frac -> mm mapping and the label file's affine: each label's colour
 must be drawn only on (or next to) voxels of that label, inside every label it must be drawn,
 and away from labels no label colour may appear. The NIfTI downloaded from the page must equal
-`medimg predict`'s voxel for voxel. Nothing may be fetched from outside 127.0.0.1.
+`medimg predict`'s voxel for voxel. A zip of one DICOM series then shows the service's NIfTI of
+the series under its labels (same grid) and offers the DICOM SEG. Nothing may be fetched from
+outside 127.0.0.1.
 """
 
 from __future__ import annotations
@@ -55,6 +57,21 @@ def _colour_class(pixels: np.ndarray) -> np.ndarray:
     return np.select([red, green, blue], [1, 2, 3], 0)
 
 
+def _dicom_zip(image: Path, tmp: Path) -> Path:
+    import zipfile
+
+    from medimg.synthetic.dicom import write_dicom_series
+
+    case = load_volume(image)
+    series = tmp / "series"
+    write_dicom_series(np.rint(case.array[0]), case.affine, series)
+    archive = tmp / "series.zip"
+    with zipfile.ZipFile(archive, "w", zipfile.ZIP_DEFLATED) as z:
+        for path in sorted(series.iterdir()):
+            z.write(path, path.name)
+    return archive
+
+
 @pytest.mark.slow
 @pytest.mark.skipif(
     not CHROMIUM.exists(),
@@ -98,9 +115,24 @@ def test_page_uploads_shows_labels_and_downloads(
         download.value.save_as(tmp_path / "labels.nii.gz")
         samples = np.array(page.evaluate(_SAMPLE))
         png = page.locator("#viewer").screenshot()
+        assert page.is_hidden("#seg-link")  # a NIfTI upload has no DICOM SEG
+        first = page.get_attribute("body", "data-job")
+        # a zip of one DICOM series: the page shows the series (the service's NIfTI of it)
+        # under the labels, and offers the DICOM SEG
+        page.set_input_files("#file", str(_dicom_zip(case_images[3], tmp_path)))
+        shown = f"body[data-state=shown]:not([data-job='{first}'])"  # the page's CSP: no eval
+        page.wait_for_selector(shown, timeout=180_000)
+        dims = page.evaluate("window.medimgViewer.nv.volumes.map((v) => Array.from(v.hdr.dims))")
+        assert page.is_visible("#seg-link")
+        dicom_png = page.locator("#viewer").screenshot()
         browser.close()
     assert outside == []
     assert errors == []
+    series_shape = load_volume(case_images[3]).spatial_shape
+    assert [d[1:4] for d in dims] == [list(series_shape)] * 2  # image, then labels
+    rgb = np.asarray(Image.open(io.BytesIO(dicom_png)).convert("RGB")).astype(int)
+    grey = (rgb.min(axis=2) > 40) & (rgb.max(axis=2) - rgb.min(axis=2) < 10)
+    assert grey.sum() > 2000  # the image is drawn (labels alone leave the tiles black)
 
     labels = load_volume(tmp_path / "labels.nii.gz")
     expected = load_volume(cli_labels[image.name.removesuffix(".nii.gz")])
