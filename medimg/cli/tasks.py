@@ -16,174 +16,27 @@ import argparse
 import dataclasses
 import functools
 import logging
-from collections import defaultdict
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from medimg.cli import _ray_options
+from medimg.cli._task_options import (
+    NESTED,
+    OPTIONS,
+    DefaultsFormatter,
+    Option,
+    nested_default,
+    stage_class,
+    stage_values,
+)
 
 __all__ = ["OPTIONS", "Option", "build_configs", "register", "resolve_task"]
 
 logger = logging.getLogger(__name__)
 
 
-@dataclass(frozen=True)
-class Option:
-    """Which config an option sets: ``stage`` (:data:`_STAGES`) and the field, by candidates.
-
-    The first of ``fields`` the stage's class has is set; with none, the option does not
-    apply to the task.
-    """
-
-    stage: str
-    fields: tuple[str, ...]
-
-
-def _opt(stage: str, *fields: str) -> Option:
-    return Option(stage, fields)
-
-
-_TRAIN = {
-    "seed": _opt("config", "seed"),
-    "network": _opt("config", "network"),
-    "features": _opt("config", "base_features"),
-    "roi": _opt("config", "roi_size_vox", "input_size_vox", "patch_size_vox"),
-    "batch_size": _opt("config", "batch_size"),
-    "loss": _opt("config", "loss"),
-    "width_factor": _opt("config", "width_factor"),
-    "stem_stride": _opt("config", "stem_stride"),
-    "balance": _opt("config", "balance"),
-    "multi_label": _opt("config", "multi_label"),
-    "xray_size_px": _opt("preprocess", "xray_size_px"),
-    "epochs": _opt("fit", "max_epochs"),
-    "iterations_per_epoch": _opt("fit", "iterations_per_epoch"),
-    "optimizer": _opt("fit", "optimizer"),
-    "lr": _opt("fit", "learning_rate"),
-    "lr_schedule": _opt("fit", "lr_schedule"),
-    "validate_every": _opt("fit", "validate_every_epochs"),
-    "patience": _opt("fit", "early_stopping_patience"),
-    "device": _opt("fit", "device"),
-    "precision": _opt("fit", "precision"),
-    "progress": _opt("fit", "progress"),
-    "tensorboard": _opt("fit", "tensorboard"),
-}
-_PREDICT = {
-    "split": _opt("predict", "split"),
-    "device": _opt("predict", "device"),
-    "precision": _opt("predict", "precision"),
-    "progress": _opt("predict", "progress"),
-    "threshold": _opt("predict_options", "threshold"),
-    "backend": _opt("predict_options", "backend"),
-    "mirror_axes": _opt("predict_options", "mirror_axes"),
-    "output_format": _opt("predict_options", "output_format"),
-    "seg_type": _opt("predict_options", "seg_type"),
-}
-_EVALUATE = {
-    "split": _opt("evaluate", "split"),
-    "tolerance_mm": _opt("evaluate_options", "tolerance_mm"),
-}
-OPTIONS: dict[str, dict[str, Option]] = {
-    "train": _TRAIN, "predict": _PREDICT, "evaluate": _EVALUATE,
-}  # fmt: skip
-"""Per command, each config option's ``dest`` and what it sets."""
-
-
-def _stage_class(stage: str, task: Any) -> type[Any]:
-    from medimg.tasks import EvaluateConfig, PredictConfig
-    from medimg.training import TrainConfig
-    from medimg.transforms import PreprocessConfig
-
-    fixed = {"fit": TrainConfig, "preprocess": PreprocessConfig, "predict": PredictConfig,
-             "evaluate": EvaluateConfig}  # fmt: skip
-    if stage in fixed:
-        return fixed[stage]
-    by_task: dict[str, type[Any]] = {
-        "config": task.train_config,
-        "predict_options": task.predict_options,
-        "evaluate_options": task.evaluate_options,
-    }
-    return by_task[stage]
-
-
-def _field(option: Option, task: Any) -> dataclasses.Field[Any] | None:
-    fields = {f.name: f for f in dataclasses.fields(_stage_class(option.stage, task))}
-    return next((fields[name] for name in option.fields if name in fields), None)
-
-
-def _flag(dest: str) -> str:
-    return "--" + dest.replace("_", "-")
-
-
-def _stage_values(args: argparse.Namespace, command: str, task: Any) -> dict[str, dict[str, Any]]:
-    """The given options of ``command`` by stage, as config fields; refuse another task's."""
-    from medimg.errors import ConfigError
-    from medimg.tasks import TASKS
-
-    stages: dict[str, dict[str, Any]] = defaultdict(dict)
-    for dest, option in OPTIONS[command].items():
-        value = getattr(args, dest)
-        if value is None:
-            continue
-        field = _field(option, task)
-        if field is None:
-            others = [name for name, t in TASKS.items() if _field(option, t) is not None]
-            raise ConfigError(
-                f"options of medimg {command} must apply to the {task.name} task of "
-                f"{args.manifest}, got {_flag(dest)} (an option of "
-                f"{' and '.join(others) or 'no task'}); drop it"
-            )
-        stages[option.stage][field.name] = tuple(value) if isinstance(value, list) else value
-    return stages
-
-
-def _default_text(command: str, option: Option) -> str:
-    """``default: X``, per task where tasks differ or not all have the option."""
-    from medimg.tasks import TASKS
-
-    found: dict[str, str] = {}
-    for name, task in TASKS.items():
-        field = _field(option, task)
-        if field is not None:
-            found[name] = _show(_task_default(task, option.stage, field))
-    if len(set(found.values())) == 1 and len(found) == len(TASKS):
-        return f"default: {next(iter(found.values()))}"
-    if len(set(found.values())) == 1:
-        return f"{', '.join(found)} only; default: {next(iter(found.values()))}"
-    return "default: " + ", ".join(f"{name} {value}" for name, value in found.items())
-
-
-def _field_default(field: dataclasses.Field[Any]) -> object:
-    if field.default_factory is not dataclasses.MISSING:
-        return field.default_factory()
-    return field.default
-
-
-def _show(value: object) -> str:
-    if isinstance(value, tuple | list):
-        return " ".join(map(str, value)) or "none"
-    if value is None or value is False:
-        return "none" if value is None else "off"
-    return str(value)
-
-
-class _DefaultsFormatter(argparse.HelpFormatter):
-    """Help whose defaults come from the config fields (:func:`_default_text`)."""
-
-    def __init__(self, prog: str, *, command: str) -> None:
-        super().__init__(prog)
-        self._command = command
-
-    def _get_help_string(self, action: argparse.Action) -> str | None:
-        option = OPTIONS[self._command].get(action.dest)
-        if option is None:
-            return action.help
-        extra = _default_text(self._command, option).replace("%", "%%")
-        return f"{action.help} ({extra})"
-
-
 def _parser(sub: Any, command: str, **kwargs: Any) -> argparse.ArgumentParser:
-    formatter = functools.partial(_DefaultsFormatter, command=command)
+    formatter = functools.partial(DefaultsFormatter, command=command)
     p: argparse.ArgumentParser = sub.add_parser(command, formatter_class=formatter, **kwargs)
     p.add_argument("--manifest", type=Path, required=True, help="dataset manifest (JSON)")
     p.add_argument(
@@ -246,11 +99,11 @@ def _train_options(p: argparse.ArgumentParser) -> None:
     a("--patience", type=int, default=None, help="early-stopping patience (epochs)")
     a("--tensorboard", action="store_true", default=None, help="log to --out/model/tensorboard")
     a("--resume", action="store_true", help="continue the run in --out/model")  # fmt: skip
-
     a("--nproc", type=int, default=None, metavar="N",
       help="train data-parallel in N processes on this machine (torchrun's launcher; gloo on "
       "the CPU, nccl with one GPU each on CUDA); several machines: run torchrun -m medimg "
       "train ... on each (README)")  # fmt: skip
+
 
 def _predict_options(p: argparse.ArgumentParser) -> None:
     a = p.add_argument
@@ -365,23 +218,6 @@ def resolve_task(args: argparse.Namespace) -> Any:
     return task_for(task_of(read_manifest_json(args.manifest)), manifest=args.manifest)
 
 
-_NESTED = {"fit": "train", "preprocess": "preprocess"}  # stages that are a training-config field
-
-
-def _nested_default(task: Any, name: str, cls: type[Any]) -> Any:
-    """The task training config's default ``name`` when it is a ``cls``, else ``cls()``."""
-    fields = {f.name: f for f in dataclasses.fields(task.train_config)}
-    default = _field_default(fields[name]) if name in fields else None
-    return default if isinstance(default, cls) else cls()
-
-
-def _task_default(task: Any, stage: str, field: dataclasses.Field[Any]) -> object:
-    """``field``'s default for ``task`` (a nested stage: from the task's own default)."""
-    if stage not in _NESTED:
-        return _field_default(field)
-    return getattr(_nested_default(task, _NESTED[stage], _stage_class(stage, task)), field.name)
-
-
 def build_configs(args: argparse.Namespace, task: Any) -> Any:
     """The config of ``args.command`` for ``task``, validated on construction.
 
@@ -396,11 +232,11 @@ def build_configs(args: argparse.Namespace, task: Any) -> Any:
     """
     from medimg.tasks import EvaluateConfig, PredictConfig, resolve_model_dir
 
-    stages = _stage_values(args, args.command, task)
+    stages = stage_values(args, args.command, task)
     if args.command == "train":
         config = dict(stages["config"])
-        for stage, name in _NESTED.items():  # the task's default, the given fields replaced
-            default = _nested_default(task, name, _stage_class(stage, task))
+        for stage, name in NESTED.items():  # the task's default, the given fields replaced
+            default = nested_default(task, name, stage_class(stage, task))
             config[name] = dataclasses.replace(default, **stages[stage])
         if args.no_augment:
             config["augment"] = None

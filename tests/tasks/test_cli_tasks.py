@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 
 from medimg.cli import build_parser, main
-from medimg.cli.tasks import OPTIONS, _field, build_configs
+from medimg.cli._task_options import option_field as _field
+from medimg.cli.tasks import OPTIONS, build_configs
 from medimg.tasks import TASKS, SegmentationConfig
 from medimg.tasks.detection import DetectionConfig
 from medimg.training import TrainConfig
