@@ -39,10 +39,9 @@ from medimg.errors import MedimgError
 from medimg.io.geometry import (
     SHEAR_TOLERANCE_DEG,
     SourceGeometry,
-    grid_difference_mm,
     max_shear_deg,
-    reorient_affine,
 )
+from medimg.manifests._grid_checks import channel_problems, grid_problems, spatial_ndim
 from medimg.manifests.load import Tolerances
 from medimg.manifests.schema import Case, Manifest
 from medimg.modality import Modality
@@ -111,21 +110,6 @@ def content_problems(manifest: Manifest, root: Path, tolerances: Tolerances) -> 
     return problems
 
 
-def spatial_ndim(geometry: SourceGeometry) -> int:
-    """Spatial dimensions of a header, trailing singleton axes dropped (down to 2).
-
-    Examples
-    --------
-    >>> g = SourceGeometry(Path("x.nii"), "nifti", (64, 80, 1), np.eye(4), "<u2")
-    >>> spatial_ndim(g)
-    2
-    """
-    shape = list(geometry.shape)
-    while len(shape) > 2 and shape[-1] == 1:
-        shape.pop()
-    return len(shape)
-
-
 def _case_problems(ctx: _Ctx, where: str, case: Case) -> list[str]:
     problems: list[str] = []
     modalities = ctx.manifest.modalities
@@ -143,11 +127,11 @@ def _case_problems(ctx: _Ctx, where: str, case: Case) -> list[str]:
         geom = _checked_file(ctx, file, problems, read_voxels=True)
         if geom is not None:
             geoms.append((file.where, geom))
-    problems += _channel_problems(ctx.manifest, case, geoms)
+    problems += channel_problems(ctx.manifest, case, geoms)
     if len(geoms) > 1:
         first_where, first = geoms[0]
         for other_where, other in geoms[1:]:
-            problems += _grid_problems(other_where, other, first_where, first, ctx.tol.grid_mm)
+            problems += grid_problems(other_where, other, first_where, first, ctx.tol.grid_mm)
     if case.label is not None:
         problems += _label_problems(ctx, where, case.label, geoms)
     from medimg.manifests.boxes import box_content_problems
@@ -348,41 +332,6 @@ def _first_line(exc: BaseException) -> str:
     return str(exc).splitlines()[0] if str(exc) else type(exc).__name__
 
 
-def _channel_problems(
-    manifest: Manifest, case: Case, geoms: list[tuple[str, SourceGeometry]]
-) -> list[str]:
-    problems: list[str] = []
-    n_declared = len(manifest.channels)
-    if isinstance(case.image, str) and geoms:
-        where, geom = geoms[0]
-        if geom.n_channels != n_declared:
-            problems.append(
-                f"{where}: holds {geom.n_channels} channel(s), the manifest declares "
-                f"{n_declared}; fix 'channels' or give one path per channel"
-            )
-        if n_declared > 1:  # one single-channel file's 2D/3D is checked with its policies
-            for modality in dict.fromkeys(manifest.modalities):
-                problems += _multichannel_ndim_problem(where, geom, modality)  # (C, ...) file
-    else:
-        for (where, geom), channel in zip(geoms, manifest.channels, strict=False):
-            if geom.n_channels != 1:
-                problems.append(
-                    f"{where}: holds {geom.n_channels} channels, expected 1 (channel "
-                    f"{channel.name!r}); give a single-channel file"
-                )
-    return problems
-
-
-def _multichannel_ndim_problem(where: str, geom: SourceGeometry, modality: Modality) -> list[str]:
-    ndim, expected = spatial_ndim(geom), modality.spatial_dims
-    if ndim == expected:
-        return []
-    return [
-        f"{where}: is {ndim}D (shape {tuple(geom.shape)}) but {modality.value} images are "
-        f"{expected}D; fix the channel's modality or the file"
-    ]
-
-
 def _label_problems(
     ctx: _Ctx, where: str, rel: str, geoms: list[tuple[str, SourceGeometry]]
 ) -> list[str]:
@@ -399,46 +348,10 @@ def _label_problems(
         ]
     if geoms:
         image_where, image = geoms[0]
-        problems += _grid_problems(file.where, label, image_where, image, ctx.tol.grid_mm)
+        problems += grid_problems(file.where, label, image_where, image, ctx.tol.grid_mm)
     if read_values and not problems:
         problems += _label_value_problems(ctx, file)
     return problems
-
-
-def _grid_problems(
-    where: str, geom: SourceGeometry, ref_where: str, ref: SourceGeometry, tolerance_mm: float
-) -> list[str]:
-    a, b = _ras_grid(geom), _ras_grid(ref)
-    if a.shape != b.shape:
-        return [
-            f"{where}: grid shape {_squeezed(geom)} differs from {ref_where} shape "
-            f"{_squeezed(ref)}; resample it onto the image grid"
-        ]
-    diff = grid_difference_mm(a, b)
-    if diff > tolerance_mm:
-        return [
-            f"{where}: grid differs from {ref_where} by {diff:.4g} mm (tolerance "
-            f"{tolerance_mm:g} mm); resample it onto the image grid or fix its affine"
-        ]
-    return []
-
-
-def _squeezed(geom: SourceGeometry) -> tuple[int, ...]:
-    return tuple(geom.shape[: spatial_ndim(geom)])
-
-
-def _ras_grid(geom: SourceGeometry) -> SourceGeometry:
-    """The grid with its axes permuted and flipped to RAS order (the order medimg works in).
-
-    Two files storing the same world grid in different voxel orders (a DICOM series read LPS,
-    its segmentation saved LAS) then compare equal, as they are once loaded and reoriented.
-    """
-    shape = _squeezed(geom)
-    affine, ornt = reorient_affine(geom.affine, shape)
-    ras_shape = [0] * len(shape)
-    for axis, (target, _) in enumerate(ornt):
-        ras_shape[int(target)] = shape[axis]
-    return SourceGeometry(geom.path, geom.format, tuple(ras_shape), affine, geom.dtype)
 
 
 def _label_value_problems(ctx: _Ctx, file: _File) -> list[str]:
