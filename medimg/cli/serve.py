@@ -106,10 +106,9 @@ def register(sub: Any) -> None:
         "--job-precision",
         action="append",
         default=[],
-        choices=("float32", "bfloat16", "float16", "auto"),
         metavar="PRECISION",
-        help="an autocast precision a job may ask for (form field precision; repeat); "
-        "default: none, jobs run at the model's own",
+        help="an autocast precision a job may ask for (form field precision: float32, "
+        "bfloat16, float16 or auto; repeat); default: none, jobs run at the model's own",
     )
     p.add_argument(
         "--cors-origin",

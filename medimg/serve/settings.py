@@ -106,7 +106,12 @@ class ServeSettings:
         }
         from medimg.serve._options import PRECISIONS
 
-        checks["job_precisions"] = set(self.job_precisions) <= set(PRECISIONS)
+        for precision in self.job_precisions:
+            if precision not in PRECISIONS:
+                raise ConfigError(
+                    f"serve setting job_precisions (--job-precision) must be among "
+                    f"{', '.join(PRECISIONS)}, got {precision!r}"
+                )
         for name, ok in checks.items():
             if not ok:
                 raise ConfigError(

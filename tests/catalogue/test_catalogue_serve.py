@@ -44,6 +44,13 @@ CATALOGUE = [
         r"got 'nosuch'",
     ),
     BadInput(
+        "serve allowing an unknown per-job precision",
+        lambda tmp: ["serve", "--data", tmp / "d", "--model", tmp, "--job-precision", "fp8"],
+        2,
+        r"serve setting job_precisions \(--job-precision\) must be among float32, bfloat16, "
+        r"float16, auto, got 'fp8'",
+    ),
+    BadInput(
         "token with an empty name",
         lambda tmp: ["serve", "token", "create", "--name", "", "--data", tmp / "d"],
         2,

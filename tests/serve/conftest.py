@@ -31,7 +31,12 @@ def seg_dataset(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="session")
 def seg_model(seg_dataset: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A run folder of a tiny DynUNet trained for 2 epochs (a few seconds on CPU)."""
+    """A run folder of a tiny DynUNet trained for 2 epochs (a few seconds on CPU).
+
+    Validated once, after the last epoch: the sliding-window validation was half the training
+    time, and any trained model serves the tests (they compare the service with the command
+    line on the same model).
+    """
     from pipelines.segmentation import SegmentationConfig, train
 
     out = tmp_path_factory.mktemp("serve-run")
@@ -43,7 +48,7 @@ def seg_model(seg_dataset: Path, tmp_path_factory: pytest.TempPathFactory) -> Pa
         roi_size_vox=(16, 16, 8),
         batch_size=2,
         samples_per_case=1,
-        train=TrainConfig(max_epochs=2, learning_rate=1e-2, device="cpu"),
+        train=TrainConfig(max_epochs=2, learning_rate=1e-2, device="cpu", validate_every_epochs=2),
     )
     train(cfg)
     return out
@@ -76,6 +81,10 @@ class Server:
         return f"http://127.0.0.1:{self.port}"
 
     def start(self, *, timeout_s: float = 120.0) -> Server:
+        return self.launch().wait_ready(timeout_s=timeout_s)
+
+    def launch(self) -> Server:
+        """Start the process; :meth:`wait_ready` waits for ``/readyz``."""
         self.log = self.data / f"server-{time.monotonic_ns()}.log"
         self.data.mkdir(parents=True, exist_ok=True)
         command = [
@@ -93,6 +102,11 @@ class Server:
             self.process = subprocess.Popen(
                 command, stdout=log, stderr=subprocess.STDOUT, cwd=ROOT, env=ENV
             )
+        return self
+
+    def wait_ready(self, *, timeout_s: float = 120.0) -> Server:
+        assert self.process is not None
+        assert self.log is not None
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
@@ -104,7 +118,7 @@ class Server:
                     return self
             except httpx.TransportError:
                 pass
-            time.sleep(0.2)
+            time.sleep(0.05)
         self.stop()
         raise RuntimeError("medimg serve was not ready in time:\n" + self.log.read_text())
 
@@ -145,11 +159,26 @@ ENV = {**os.environ, "PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": "1"}
 """Server and command line run with the same thread count, so their floats agree bit for bit."""
 
 
+@dataclass
+class CliRun:
+    """`medimg predict` of every case image, running in the background until waited for."""
+
+    process: subprocess.Popen[bytes]
+    labels: dict[str, Path]
+    log: Path
+
+    def wait(self) -> dict[str, Path]:
+        self.process.wait()
+        assert self.process.returncode == 0, self.log.read_text()
+        return self.labels
+
+
 @pytest.fixture(scope="session")
-def cli_labels(
+def cli_run(
     seg_dataset: Path, seg_model: Path, tmp_path_factory: pytest.TempPathFactory
-) -> dict[str, Path]:
-    """`medimg predict` of every case image (a manifest whose training split holds them all)."""
+) -> Iterator[CliRun]:
+    """Start `medimg predict` of every case image (a manifest whose training split holds them
+    all); the shared server starts while it runs (the machine has 2 cores, each is 1 thread)."""
     record = json.loads(seg_dataset.read_text())
     record["training"] = record["training"] + record.pop("test")
     manifest = seg_dataset.parent / "all_cases.json"
@@ -171,9 +200,22 @@ def cli_labels(
         "--split",
         "training",
     ]
-    done = subprocess.run(command, env=ENV, cwd=ROOT, capture_output=True, text=True)
-    assert done.returncode == 0, done.stderr
-    return {case["id"]: out / f"{case['id']}.nii.gz" for case in record["training"]}
+    log = out.parent / f"{out.name}.log"
+    with log.open("wb") as sink:
+        process = subprocess.Popen(
+            command, env=ENV, cwd=ROOT, stdout=sink, stderr=subprocess.STDOUT
+        )
+    labels = {case["id"]: out / f"{case['id']}.nii.gz" for case in record["training"]}
+    yield CliRun(process, labels, log)
+    if process.poll() is None:
+        process.kill()
+        process.wait()
+
+
+@pytest.fixture(scope="session")
+def cli_labels(cli_run: CliRun) -> dict[str, Path]:
+    """`medimg predict` of every case image, by case id."""
+    return cli_run.wait()
 
 
 def create_token(data: Path) -> str:
@@ -208,7 +250,9 @@ SHARED_LIMITS = {"max_upload_mb": 4, "max_decoded_mb": 32, "upload_timeout_s": 3
 
 
 @pytest.fixture(scope="session")
-def served(seg_model: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
+def served(
+    seg_model: Path, cli_run: CliRun, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Served]:
     """`medimg serve` with 2 workers, a token and small limits the hostile tests run into."""
     data = tmp_path_factory.mktemp("shared") / "serve"
     token = create_token(data)
@@ -228,7 +272,7 @@ def served(seg_model: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterato
         "--upload-timeout-s",
         "3",
     ]
-    server = Server(data=data, args=args).start()
+    server = Server(data=data, args=args).start()  # while cli_run predicts
     yield Served(server, token)
     server.stop()
 
@@ -240,5 +284,5 @@ def wait_done(client: httpx.Client, job_id: str, timeout_s: float = 180.0) -> di
         job: dict[str, Any] = client.get(f"/v1/jobs/{job_id}").raise_for_status().json()
         if job["status"] in ("done", "failed"):
             return job
-        time.sleep(0.2)
+        time.sleep(0.05)
     raise AssertionError(f"job {job_id} did not finish in {timeout_s} s")

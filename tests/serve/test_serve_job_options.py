@@ -58,8 +58,10 @@ def test_bad_option_is_refused_naming_the_field(
         assert client.get("/healthz").status_code == 200
 
 
-def _predict_cli(dataset: Path, image: Path, model: Path, out: Path, *extra: str) -> Path:
-    """`medimg predict` of the dataset's case of `image` with `extra` options."""
+def _start_cli(
+    dataset: Path, image: Path, model: Path, out: Path, *extra: str
+) -> tuple[subprocess.Popen[bytes], Path]:
+    """Start `medimg predict` of the dataset's case of `image` with `extra` options."""
     record = json.loads(dataset.read_text())
     cases = record["training"] + record.pop("test")
     (case,) = [c for c in cases if Path(c["image"]).name == image.name]
@@ -69,9 +71,8 @@ def _predict_cli(dataset: Path, image: Path, model: Path, out: Path, *extra: str
     command = [sys.executable, "-m", "medimg", "predict", "--model", str(model), "--manifest",
                str(manifest), "--out", str(out), "--device", "cpu", "--split", "test",
                *extra]  # fmt: skip
-    done = subprocess.run(command, env=ENV, cwd=ROOT, capture_output=True, text=True)
-    assert done.returncode == 0, done.stderr
-    return out / f"{case['id']}.nii.gz"
+    process = subprocess.Popen(command, env=ENV, cwd=ROOT, stderr=subprocess.PIPE)
+    return process, out / f"{case['id']}.nii.gz"
 
 
 @pytest.mark.slow
@@ -84,6 +85,9 @@ def test_job_options_give_the_command_lines_result(
     from medimg.tasks import SegmentationPredictOptions, load_model
 
     image = case_images[1]
+    # `medimg predict --mirror-axes 0 2` runs beside the service's jobs
+    cli, out = _start_cli(seg_dataset, image, seg_model, tmp_path / "cli", "--mirror-axes", "0",
+                          "2")  # fmt: skip
     with served.client() as client:
         ids = {}
         for name, fields in [("mirror", {"mirror_axes": "0,2"}), ("overlap", {"sw_overlap": "0"}),
@@ -103,7 +107,8 @@ def test_job_options_give_the_command_lines_result(
     assert jobs["overlap"]["options"] == {"sw_overlap": 0.0}
     assert jobs["plain"]["options"] == {"mirror_axes": []}  # empty axes: no mirroring
     # mirror axes: what `medimg predict --mirror-axes 0 2` writes, voxel for voxel
-    out = _predict_cli(seg_dataset, image, seg_model, tmp_path / "cli", "--mirror-axes", "0", "2")
+    _, stderr = cli.communicate(timeout=300)
+    assert cli.returncode == 0, stderr.decode()
     expected = load_volume(out).array
     np.testing.assert_array_equal(labels["mirror"], expected)
     # no overlap: fewer windows than the model's stored overlap; load_model with it agrees

@@ -145,3 +145,56 @@ def test_settings() -> None:
     assert not is_loopback("example.org")
     with pytest.raises(ConfigError, match=r"serve setting workers is out of range, got 0"):
         ServeSettings(data_dir=Path("d"), workers=0)
+
+
+def test_job_options_are_stored_and_an_old_store_gains_the_column(tmp_path: Path) -> None:
+    import dataclasses
+    import sqlite3
+
+    from medimg.serve._options import job_options
+
+    path = tmp_path / "jobs.sqlite3"
+    with sqlite3.connect(path) as db:  # a store made before per-job options
+        db.execute(
+            "CREATE TABLE jobs (id TEXT PRIMARY KEY, model TEXT NOT NULL, owner TEXT NOT NULL, "
+            "status TEXT NOT NULL, input TEXT NOT NULL, input_kind TEXT NOT NULL, "
+            "created REAL NOT NULL, started REAL, finished REAL, done INTEGER NOT NULL "
+            "DEFAULT 0, total INTEGER NOT NULL DEFAULT 0, attempts INTEGER NOT NULL DEFAULT 0, "
+            "worker_pid INTEGER, error TEXT, result TEXT, findings TEXT)"
+        )
+        db.execute(
+            "INSERT INTO jobs (id, model, owner, status, input, input_kind, created) "
+            "VALUES ('old', 'm', 'anonymous', 'queued', 'input.nii', 'nifti', 1.0)"
+        )
+    db.close()
+    store = JobStore(path)
+    old = store.get("old")
+    assert old is not None
+    assert old.options is None
+    assert old.to_json()["options"] == {}
+    form = [
+        ("file", "x"),
+        ("sw_overlap", "0.25"),
+        ("mirror_axes", "2 0"),
+        ("precision", "bfloat16"),
+    ]
+    options = job_options("segmentation", form, precisions=("float32", "bfloat16"))
+    assert options == {"sw_overlap": 0.25, "mirror_axes": [2, 0], "precision": "bfloat16"}
+    limits = {"max_queued": 5, "max_active_per_owner": 5, "retry_after_s": 1}
+    store.submit(dataclasses.replace(_job("new"), options=options), **limits)
+    new = store.get("new")
+    assert new is not None
+    assert new.options == options
+    assert JobStore(path).get("new") == new  # opening it again changes nothing
+    detection = job_options("detection", [("min_score", "0.3")], precisions=())
+    assert detection == {"min_score": 0.3}
+    with pytest.raises(UploadError, match=r"form field 'min_score': min_score must be in \[0, 1\]"):
+        job_options("detection", [("min_score", "2")], precisions=())
+    with pytest.raises(UploadError, match=r"form field 'sw_overlap' is no per-job option of a "
+                       r"classification model; it takes threshold, precision"):  # fmt: skip
+        job_options("classification", [("sw_overlap", "0.1")], precisions=())
+
+
+def test_unknown_job_precision_setting_is_refused(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match=r"job_precisions \(--job-precision\) must be among"):
+        ServeSettings(data_dir=tmp_path, job_precisions=("fp8",))
