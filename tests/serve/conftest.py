@@ -253,7 +253,8 @@ SHARED_LIMITS = {"max_upload_mb": 4, "max_decoded_mb": 32, "upload_timeout_s": 3
 def served(
     seg_model: Path, cli_run: CliRun, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Served]:
-    """`medimg serve` with 2 workers, a token and small limits the hostile tests run into."""
+    """`medimg serve` with 2 workers, a token and small limits the hostile tests run into;
+    jobs may ask for float32 (form field precision)."""
     data = tmp_path_factory.mktemp("shared") / "serve"
     token = create_token(data)
     args = [
@@ -271,6 +272,8 @@ def served(
         "32",
         "--upload-timeout-s",
         "3",
+        "--job-precision",
+        "float32",
     ]
     server = Server(data=data, args=args).start()  # while cli_run predicts
     yield Served(server, token)

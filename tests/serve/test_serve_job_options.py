@@ -32,7 +32,7 @@ from medimg.io import load_volume
             {"precision": "bfloat16"},
             422,
             r"form field 'precision' must be one this service "
-            r"allows per job: none .*got 'bfloat16'.*--job-precision",
+            r"allows per job: float32; got 'bfloat16'.*--job-precision",
         ),
     ],
     ids=[
@@ -85,12 +85,12 @@ def test_job_options_give_the_command_lines_result(
     from medimg.tasks import SegmentationPredictOptions, load_model
 
     image = case_images[1]
-    # `medimg predict --mirror-axes 0 2` runs beside the service's jobs
-    cli, out = _start_cli(seg_dataset, image, seg_model, tmp_path / "cli", "--mirror-axes", "0",
-                          "2")  # fmt: skip
+    # `medimg predict --mirror-axes 0 2 --precision float32` runs beside the service's jobs
+    extra = ("--mirror-axes", "0", "2", "--precision", "float32")
+    cli, out = _start_cli(seg_dataset, image, seg_model, tmp_path / "cli", *extra)
     with served.client() as client:
         ids = {}
-        for name, fields in [("mirror", {"mirror_axes": "0,2"}), ("overlap", {"sw_overlap": "0"}),
+        for name, fields in [("mirror", {"mirror_axes": "0,2", "precision": "float32"}), ("overlap", {"sw_overlap": "0"}),
                              ("plain", {"sw_overlap": "", "mirror_axes": ""})]:  # fmt: skip
             answer = client.post("/v1/jobs", files={"file": ("scan", image.read_bytes())},
                                  data=fields)  # fmt: skip
@@ -103,10 +103,10 @@ def test_job_options_give_the_command_lines_result(
             path = tmp_path / f"{name}.nii.gz"
             path.write_bytes(client.get(f"/v1/jobs/{job['id']}/result").content)
             labels[name] = load_volume(path).array
-    assert jobs["mirror"]["options"] == {"mirror_axes": [0, 2]}
+    assert jobs["mirror"]["options"] == {"mirror_axes": [0, 2], "precision": "float32"}
     assert jobs["overlap"]["options"] == {"sw_overlap": 0.0}
     assert jobs["plain"]["options"] == {"mirror_axes": []}  # empty axes: no mirroring
-    # mirror axes: what `medimg predict --mirror-axes 0 2` writes, voxel for voxel
+    # mirror axes and precision: what `medimg predict` writes with them, voxel for voxel
     _, stderr = cli.communicate(timeout=300)
     assert cli.returncode == 0, stderr.decode()
     expected = load_volume(out).array
