@@ -150,3 +150,30 @@ def test_dicom_zip_job(served: Served, case_images: list[Path], tmp_path: Path) 
     assert shown.spatial_shape == labels.spatial_shape
     np.testing.assert_allclose(shown.affine, labels.affine, atol=1e-4)
     np.testing.assert_allclose(shown.array, read.array)
+
+
+def test_metaimage_job_has_no_image_copy_or_seg(
+    served: Served, case_images: list[Path], tmp_path: Path
+) -> None:
+    from medimg.io import read_image_header, save_volume
+
+    case = load_volume(case_images[0])
+    mha = save_volume(case.array, tmp_path / "scan.mha", like=case)
+    with served.client() as client:
+        answer = client.post("/v1/jobs", files={"file": ("upload", mha.read_bytes())})
+        assert answer.status_code == 202, answer.text
+        job = wait_done(client, answer.json()["id"])
+        assert job["status"] == "done", job["error"]
+        assert job["input_kind"] == "mha"
+        assert set(job["results"]) == {"labels", "findings"}
+        image = client.get(f"/v1/jobs/{job['id']}/image")
+        assert image.status_code == 409
+        assert "does not convert" in image.json()["detail"]
+        seg = client.get(f"/v1/jobs/{job['id']}/result", params={"format": "seg"})
+        assert seg.status_code == 409
+        assert "was a mha file, not a DICOM series" in seg.json()["detail"]
+        (tmp_path / "labels.nii.gz").write_bytes(client.get(f"/v1/jobs/{job['id']}/result").content)
+    labels = load_volume(tmp_path / "labels.nii.gz")
+    grid = read_image_header(mha)  # on the upload's grid
+    assert labels.spatial_shape == grid.shape
+    np.testing.assert_allclose(labels.affine, grid.affine, atol=1e-4)
