@@ -18,9 +18,11 @@ __all__ = ["write_dicom_results"]
 
 
 def write_dicom_results(
-    series: Path, model: Any, prediction: Any, out_dir: Path
+    series: Path, model: Any, prediction: Any, out_dir: Path, *, seg_type: str = "binary"
 ) -> dict[str, Path]:
     """Write the image NIfTI (and, for a label map, SEG and SR) of `series` into `out_dir`.
+
+    ``seg_type`` is the SEG's type, ``binary`` or ``labelmap`` (the job's option).
 
     Returns the files written by name: ``image``, and ``seg`` and ``sr`` when the
     prediction has a label map.
@@ -48,5 +50,7 @@ def write_dicom_results(
         return scratch
 
     seg = seg_outputs(out_dir, case.case_id)[0]
-    written["seg"], written["sr"] = write_case_seg(case, predicted, model.bundle, seg)
+    written["seg"], written["sr"] = write_case_seg(
+        case, predicted, model.bundle, seg, seg_type=seg_type
+    )
     return written

@@ -1,7 +1,8 @@
 """Per-job prediction options: the form fields of ``POST /v1/jobs`` that a job may set.
 
 A job may change what makes sense for one image and costs the service no new model: the
-sliding-window overlap and test-time mirror axes (segmentation), the positive-call threshold
+sliding-window overlap, test-time mirror axes and, for a DICOM upload, the DICOM SEG's type
+(``seg_type``, segmentation), the positive-call threshold
 (classification), the minimum box score (detection), and the autocast precision among those
 the operator allows (``medimg serve --job-precision``). Each value is checked with the task's
 own prediction options class (``task.predict_options``), so a job is refused exactly where
@@ -17,7 +18,7 @@ from typing import Any
 from medimg.errors import ConfigError
 from medimg.serve.errors import UploadError
 
-__all__ = ["JOB_OPTIONS", "PRECISIONS", "job_options"]
+__all__ = ["JOB_OPTIONS", "OUTPUT_OPTIONS", "PRECISIONS", "job_options"]
 
 PRECISIONS = ("float32", "bfloat16", "float16", "auto")
 """The autocast precisions ``load_model`` knows; the service allows a subset per job."""
@@ -39,10 +40,14 @@ JOB_OPTIONS: Mapping[str, tuple[Callable[[str], Any], str]] = {
     "mirror_axes": (_axes, "spatial axes among 0 1 2 separated by spaces or commas, e.g. '0 1'"),
     "threshold": (_number, "a probability in (0, 1), e.g. 0.5"),
     "min_score": (_number, "a score in [0, 1], e.g. 0.3"),
+    "seg_type": (str, "binary or labelmap"),
 }
 """Form fields a job may set (those its task's prediction options have): parser, expected."""
 
 _NOT_OPTIONS = {"file", "model"}
+
+OUTPUT_OPTIONS = ("seg_type",)
+"""Job options of what is written from the prediction, not of the model that predicts."""
 
 
 def _task_options(task: str) -> type[Any]:
@@ -108,8 +113,9 @@ def _checked(name: str, raw: str, options_class: type[Any], precisions: tuple[st
         value = parse(raw)
     except ValueError:
         raise UploadError(422, f"form field {name!r} must be {expected}, got {raw!r}") from None
+    given = {name: value, **({"output_format": "seg"} if name == "seg_type" else {})}
     try:
-        options_class(**{name: value})
+        options_class(**given)
     except ConfigError as exc:
         raise UploadError(422, f"form field {name!r}: {exc}") from None
     return list(value) if isinstance(value, tuple) else value

@@ -109,9 +109,11 @@ class JobModels:
 
     def get(self, name: str, options: Mapping[str, Any] | None) -> ServedModel | None:
         """The model `name` with `options` (None or empty: as served); None when not served."""
+        from medimg.serve._options import OUTPUT_OPTIONS
         from medimg.tasks import load_model
 
         served = self.served.get(name)
+        options = {k: v for k, v in (options or {}).items() if k not in OUTPUT_OPTIONS}
         if served is None or not options:
             return served
         key = json.dumps([name, options], sort_keys=True)

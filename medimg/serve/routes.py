@@ -32,6 +32,7 @@ _OPTION_HELP = {
     "mirror_axes": "segmentation's test-time mirror axes, e.g. '0 1' (empty: none)",
     "threshold": "classification's positive-call probability, in (0, 1)",
     "min_score": "detection's lowest box score kept, in [0, 1]",
+    "seg_type": "a DICOM upload's SEG: binary (default) or labelmap",
     "precision": "autocast precision, one the service allows (medimg serve --job-precision)",
 }
 
@@ -161,6 +162,12 @@ async def create_job(request: Request, owner: Owner) -> JSONResponse:
             size = await _save_upload(upload, folder / "upload.part")
             limits = UploadLimits(settings.max_decoded_bytes, settings.max_zip_members)
             checked = await run_in_threadpool(check_upload, folder / "upload.part", folder, limits)
+            if "seg_type" in options and checked.kind != "dicom":
+                raise UploadError(
+                    422,
+                    "form field 'seg_type' sets the DICOM SEG of a zip of one DICOM series; "
+                    f"this upload is a {checked.kind} file, which gets no SEG; drop the field",
+                )
             job = Job(
                 id=job_id,
                 model=model,

@@ -76,8 +76,9 @@ def run_job(job: Job, model: Any, store: JobStore, jobs_dir: Path) -> None:
         if job.input_kind == "dicom":  # the image for the page; SEG and SR on the series
             from medimg.serve._dicom_results import write_dicom_results
 
+            seg_type = str((job.options or {}).get("seg_type", "binary"))
             written.update(write_dicom_results(folder / job.input, model, prediction,
-                                               folder / "result"))  # fmt: skip
+                                               folder / "result", seg_type=seg_type))  # fmt: skip
     except _JobGone:
         logger.info("job %s: deleted while running; its work is dropped", job.id)
         shutil.rmtree(folder, ignore_errors=True)

@@ -117,6 +117,14 @@ def test_dicom_zip_job(served: Served, case_images: list[Path], tmp_path: Path) 
     with served.client() as client:
         answer = client.post("/v1/jobs", files={"file": ("x.zip", archive.getvalue())})
         assert answer.status_code == 202, answer.text
+        labelmap = client.post(  # a job's own SEG type
+            "/v1/jobs", files={"file": ("x.zip", archive.getvalue())}, data={"seg_type": "labelmap"}
+        )
+        assert labelmap.status_code == 202, labelmap.text
+        as_labelmap = wait_done(client, labelmap.json()["id"])
+        assert as_labelmap["status"] == "done", as_labelmap["error"]
+        seg_bytes = client.get(f"/v1/jobs/{as_labelmap['id']}/result", params={"format": "seg"})
+        (tmp_path / "labelmap.dcm").write_bytes(seg_bytes.content)
         job = wait_done(client, answer.json()["id"])
         assert job["status"] == "done", job["error"]
         assert job["input_kind"] == "dicom"
@@ -143,6 +151,10 @@ def test_dicom_zip_job(served: Served, case_images: list[Path], tmp_path: Path) 
             for p in series.iterdir()}  # fmt: skip
     head = pydicom.dcmread(tmp_path / "seg.dcm", stop_before_pixels=True)
     assert head.Modality == "SEG"
+    assert head.SegmentationType == "BINARY"
+    labelmap_head = pydicom.dcmread(tmp_path / "labelmap.dcm", stop_before_pixels=True)
+    assert labelmap_head.SegmentationType == "LABELMAP"
+    np.testing.assert_array_equal(load_volume(tmp_path / "labelmap.dcm").array, labels.array)
     assert {s.SeriesInstanceUID for s in head.ReferencedSeriesSequence} == uids
     assert pydicom.dcmread(tmp_path / "sr.dcm").Modality == "SR"
     # the image the page shows under the labels: the series as medimg reads it, same grid

@@ -26,7 +26,18 @@ from medimg.io import load_volume
             {"threshold": "0.5"},
             422,
             r"form field 'threshold' is no per-job option of a "
-            r"segmentation model; it takes sw_overlap, mirror_axes, precision",
+            r"segmentation model; it takes sw_overlap, mirror_axes, seg_type, precision",
+        ),
+        (
+            {"seg_type": "tiled"},
+            422,
+            r"form field 'seg_type': seg_type must be binary or labelmap, got 'tiled'",
+        ),
+        (
+            {"seg_type": "labelmap"},
+            422,
+            r"form field 'seg_type' sets the DICOM SEG of a zip of one DICOM series; this "
+            r"upload is a nifti-gz file",
         ),
         (
             {"precision": "bfloat16"},
@@ -42,6 +53,8 @@ from medimg.io import load_volume
         "axis 5",
         "axes text",
         "threshold",
+        "seg type",
+        "seg type of a file",
         "precision",
     ],
 )
