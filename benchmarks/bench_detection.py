@@ -2,7 +2,7 @@
 
 Run (a few minutes on 2 cores)::
 
-    python benchmarks/bench_detection.py                       # 40 cases, 30 epochs x 100 steps
+    python benchmarks/bench_detection.py             # the demo's: 40 cases, 25 x 100 steps
     python benchmarks/bench_detection.py --cases 60 --epochs 40 --diameters 3 30
 
 It writes ``medimg synth ct-det``'s set (``--diameters`` narrows the nodule sizes), trains the
@@ -36,10 +36,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 def _args() -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--cases", type=int, default=40)
-    p.add_argument("--epochs", type=int, default=30)
-    p.add_argument("--steps", type=int, default=100, help="optimiser steps per epoch")
-    p.add_argument("--diameters", type=float, nargs=2, default=(8.0, 20.0))
+    from medimg.cli._demo_detection import CASES, DIAMETERS_MM, EPOCHS, STEPS_PER_EPOCH
+
+    p.add_argument("--cases", type=int, default=CASES)
+    p.add_argument("--epochs", type=int, default=EPOCHS)
+    p.add_argument("--steps", type=int, default=STEPS_PER_EPOCH, help="optimiser steps per epoch")
+    p.add_argument("--diameters", type=float, nargs=2, default=DIAMETERS_MM)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", type=Path, default=None, help="keep the run here (default: temp)")
     p.add_argument(
