@@ -252,7 +252,7 @@ def test_predict_fail_fast_names_the_case(
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    import medimg.tasks.classification as task
+    import medimg.tasks._classification_predict as task  # where a case is read for prediction
 
     cfg, _ = trained
 
