@@ -14,6 +14,7 @@ import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -58,3 +59,31 @@ def check_bad_input(entry: BadInput, tmp_path: Path, capsys: pytest.CaptureFixtu
     pattern = entry.pattern.replace("{tmp}", re.escape(str(tmp_path)))
     assert re.search(pattern, run.err), (pattern, run.err)
     return run
+
+
+def untrained_model(run_dir: Path, *, preprocess: Any = None) -> Path:
+    """``run_dir/model``: a seeded, untrained tiny 3D UNet (CT, labels 0 and 1 "liver").
+
+    The model folder the package and model catalogues start from: ``best.pt`` and
+    ``model.json`` as training writes them. ``preprocess`` defaults to 4 x 4 x 6 mm with the
+    soft-tissue window. Returns ``run_dir``.
+    """
+    import torch
+
+    from medimg.networks import NetworkConfig, build_network
+    from medimg.training import save_checkpoint, save_model_bundle
+    from medimg.transforms import PreprocessConfig
+
+    torch.manual_seed(0)
+    net = NetworkConfig(name="unet", in_channels=1, out_channels=2, roi_size_vox=(16, 16, 8),
+                        base_features=4)  # fmt: skip
+    model_dir = run_dir / "model"
+    model_dir.mkdir(parents=True)
+    save_checkpoint({"model": build_network(net).state_dict()}, model_dir / "best.pt")
+    if preprocess is None:
+        preprocess = PreprocessConfig(target_spacing_mm=(4.0, 4.0, 6.0), hu_window="soft_tissue")
+    save_model_bundle(
+        model_dir, network=net, modality="CT", outputs={1: "liver"}, fingerprint=None,
+        preprocess=preprocess, checkpoint="best.pt",
+    )  # fmt: skip
+    return run_dir

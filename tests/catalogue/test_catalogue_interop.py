@@ -13,27 +13,11 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import pytest
-from catalogue_helpers import BadInput, check_bad_input
+from catalogue_helpers import BadInput, check_bad_input, untrained_model
 
 
 def _run(tmp: Path) -> Path:
-    import torch
-
-    from medimg.networks import NetworkConfig, build_network
-    from medimg.training import save_checkpoint, save_model_bundle
-    from medimg.transforms import PreprocessConfig
-
-    torch.manual_seed(0)
-    net = NetworkConfig(name="unet", out_channels=2, roi_size_vox=(16, 16, 8), base_features=4)
-    model_dir = tmp / "run" / "model"
-    model_dir.mkdir(parents=True)
-    save_checkpoint({"model": build_network(net).state_dict()}, model_dir / "best.pt")
-    save_model_bundle(
-        model_dir, network=net, modality="CT", outputs={1: "liver"}, fingerprint=None,
-        preprocess=PreprocessConfig(target_spacing_mm=(4.0, 4.0, 6.0), hu_window="soft_tissue"),
-        checkpoint="best.pt",
-    )  # fmt: skip
-    return tmp / "run"
+    return untrained_model(tmp / "run")
 
 
 def _bundle(tmp: Path, edit: Callable[[Path], None]) -> Callable[[Path], Sequence[str]]:

@@ -17,7 +17,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import pytest
-from catalogue_helpers import BadInput, check_bad_input
+from catalogue_helpers import BadInput, check_bad_input, untrained_model
 
 from medimg.packages import generate_keypair, pack_model
 from medimg.packages._format import ZIP_DATE, canonical_json
@@ -39,22 +39,9 @@ def _pristine() -> Path:
 
 def _build(root: Path) -> Path:
     """A folder with run/, keys alice/ and bob/, signed.medimg, plain.medimg, locked.medimg."""
-    import torch
-
-    from medimg.networks import NetworkConfig, build_network
-    from medimg.training import save_checkpoint, save_model_bundle
     from medimg.transforms import PreprocessConfig
 
-    model_dir = root / "run" / "model"
-    model_dir.mkdir(parents=True)
-    torch.manual_seed(0)
-    network = NetworkConfig(name="unet", in_channels=1, out_channels=2, roi_size_vox=(16, 16, 8),
-                            base_features=4)  # fmt: skip
-    save_checkpoint({"model": build_network(network).state_dict()}, model_dir / "best.pt")
-    save_model_bundle(
-        model_dir, network=network, preprocess=PreprocessConfig(target_spacing_mm=(1, 1, 2.5)),
-        modality="CT", outputs={1: "liver"}, fingerprint=None, checkpoint="best.pt",
-    )  # fmt: skip
+    untrained_model(root / "run", preprocess=PreprocessConfig(target_spacing_mm=(1, 1, 2.5)))
     alice = generate_keypair(root / "alice")
     generate_keypair(root / "bob")
     pack_model(root / "run", root / "signed.medimg", sign_key=alice.private)
