@@ -36,6 +36,7 @@ __all__ = [
     "gb_in_bytes",
     "main",
     "non_negative_int",
+    "positive_float",
     "positive_int",
 ]
 
@@ -107,6 +108,17 @@ def positive_int(text: str) -> int:
 def non_negative_int(text: str) -> int:
     """An argparse type: an integer >= 0 (a seed, a count that may be zero)."""
     return _int_at_least(text, 0)
+
+
+def positive_float(text: str) -> float:
+    """An argparse type: a finite number > 0 (a limit, a share of a CPU, a time)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a number, got {text!r}") from None
+    if not 0 < value < float("inf"):
+        raise argparse.ArgumentTypeError(f"must be a finite number > 0, got {text!r}")
+    return value
 
 
 def gb_in_bytes(text: str) -> int:

@@ -5,25 +5,15 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from medimg.cli import gb_in_bytes, positive_int
+from medimg.cli import gb_in_bytes, positive_float, positive_int
 
 __all__ = ["add_ray_options", "ray_config"]
-
-
-def _positive_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"must be a number > 0, got {text!r}") from None
-    if not 0 < value < float("inf"):
-        raise argparse.ArgumentTypeError(f"must be a number > 0, got {text!r}")
-    return value
 
 
 def _non_negative_float(text: str) -> float:
     if text.strip() in ("0", "0.0"):
         return 0.0
-    return _positive_float(text)
+    return positive_float(text)
 
 
 def add_ray_options(p: argparse.ArgumentParser) -> None:
@@ -34,7 +24,7 @@ def add_ray_options(p: argparse.ArgumentParser) -> None:
       "without a value) starts a cluster on this machine for the run; an address (auto, "
       "HOST:6379, ray://HOST:10001) joins a running one; outputs go to --out, which every "
       "node must reach under the same path")  # fmt: skip
-    a("--ray-cpus", type=_positive_float, default=1.0, metavar="N",
+    a("--ray-cpus", type=positive_float, default=1.0, metavar="N",
       help="CPUs of each case's task (and its torch threads) (default: 1)")  # fmt: skip
     a("--ray-gpus", type=_non_negative_float, default=0.0, metavar="N",
       help="GPUs of each case's task, fractions allowed (default: 0)")  # fmt: skip

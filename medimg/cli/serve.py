@@ -7,22 +7,12 @@ import datetime
 from pathlib import Path
 from typing import Any
 
-from medimg.cli import positive_int
+from medimg.cli import positive_float, positive_int
 
 __all__ = ["register"]
 
 _DATA_HELP = "the service's folder: job store, uploads, results, tokens (default: %(default)s)"
 _DEFAULT_DATA = "medimg-serve"
-
-
-def _positive_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"must be a number, got {text!r}") from None
-    if not 0 < value < float("inf"):
-        raise argparse.ArgumentTypeError(f"must be a finite number > 0, got {text!r}")
-    return value
 
 
 def register(sub: Any) -> None:
@@ -80,25 +70,25 @@ def register(sub: Any) -> None:
     )
     p.add_argument(
         "--max-upload-mb",
-        type=_positive_float,
+        type=positive_float,
         default=d.max_upload_bytes / 2**20,
         help="largest upload in MiB (default: %(default)g)",
     )
     p.add_argument(
         "--max-decoded-mb",
-        type=_positive_float,
+        type=positive_float,
         default=d.max_decoded_bytes / 2**20,
         help="largest decoded volume or unzipped series in MiB (default: %(default)g)",
     )
     p.add_argument(
         "--upload-timeout-s",
-        type=_positive_float,
+        type=positive_float,
         default=d.upload_timeout_s,
         help="longest an upload may take (default: %(default)g)",
     )
     p.add_argument(
         "--result-ttl-hours",
-        type=_positive_float,
+        type=positive_float,
         default=d.result_ttl_s / 3600,
         help="finished jobs are deleted after this long (default: %(default)g)",
     )
