@@ -61,11 +61,12 @@ def run_detection(args: argparse.Namespace) -> int:
 
     import torch
 
+    import pipelines.detection as pipeline
+    from medimg.cli.demo import run_stages
     from medimg.errors import OutputExistsError
     from medimg.manifests import load_manifest
     from medimg.synthetic.detection import ChestSettings
     from medimg.synthetic.detection_datasets import write_ct_detection_dataset
-    from pipelines.detection import evaluate, predict, train
 
     run_dir: Path = args.out / "run"
     if run_dir.exists() and not args.force:
@@ -82,12 +83,7 @@ def run_detection(args: argparse.Namespace) -> int:
     load_manifest(manifest)  # raises ManifestError listing every problem
     times["data + validation"] = time.perf_counter() - start
     cfg = _config(args, manifest, args.epochs or EPOCHS)
-    trained = train(cfg)
-    times["training"] = time.perf_counter() - start - sum(times.values())
-    predicted = predict(cfg)
-    times["prediction"] = time.perf_counter() - start - sum(times.values())
-    scores = evaluate(cfg)
-    times["evaluation"] = time.perf_counter() - start - sum(times.values())
+    trained, predicted, scores = run_stages(pipeline, cfg, times, start)
     report = _report(args.out / "report.md", trained, predicted, scores, times)
     summary = scores.summary
     cpm = summary["cpm"]

@@ -16,7 +16,7 @@ from typing import Any
 
 from medimg.cli import non_negative_int, positive_int
 
-__all__ = ["NOT_YET", "register"]
+__all__ = ["NOT_YET", "register", "run_stages"]
 
 logger = logging.getLogger(__name__)
 
@@ -95,6 +95,22 @@ def _config(args: argparse.Namespace, manifest: Path) -> Any:
     )
 
 
+def run_stages(
+    pipeline: Any, cfg: Any, times: dict[str, float], start: float
+) -> tuple[Any, Any, Any]:
+    """Train, predict and evaluate ``cfg`` with ``pipeline``, timing each stage into ``times``.
+
+    ``times`` holds the stages so far, timed from ``start`` (``time.perf_counter()``).
+    """
+    results = []
+    for stage, step in (("training", pipeline.train), ("prediction", pipeline.predict),
+                        ("evaluation", pipeline.evaluate)):  # fmt: skip
+        results.append(step(cfg))
+        times[stage] = time.perf_counter() - start - sum(times.values())
+    trained, predicted, scores = results
+    return trained, predicted, scores
+
+
 def run(args: argparse.Namespace) -> int:
     """Handle ``medimg demo`` and ``medimg demo detection``."""
     if args.task == "detection":
@@ -103,12 +119,12 @@ def run(args: argparse.Namespace) -> int:
         return run_detection(args)
     args.cases = 10 if args.cases is None else args.cases
     args.epochs = 60 if args.epochs is None else args.epochs
+    import pipelines.segmentation as pipeline
     from medimg.errors import OutputExistsError
     from medimg.io.integrity import sha256_file
     from medimg.manifests import load_manifest
     from medimg.packages import pack_model
     from medimg.synthetic.datasets import write_ct_segmentation_dataset
-    from pipelines.segmentation import evaluate, predict, train
 
     run_dir: Path = args.out / "run"
     for earlier in (run_dir, args.out / PACKAGE):
@@ -128,12 +144,7 @@ def run(args: argparse.Namespace) -> int:
     load_manifest(manifest)  # raises ManifestError listing every problem
     times["data + validation"] = time.perf_counter() - start
     cfg = _config(args, manifest)
-    trained = train(cfg)
-    times["training"] = time.perf_counter() - start - sum(times.values())
-    predicted = predict(cfg)
-    times["prediction"] = time.perf_counter() - start - sum(times.values())
-    scores = evaluate(cfg)
-    times["evaluation"] = time.perf_counter() - start - sum(times.values())
+    trained, predicted, scores = run_stages(pipeline, cfg, times, start)
     package = pack_model(run_dir, args.out / PACKAGE, overwrite=args.force)
     times["packaging"] = time.perf_counter() - start - sum(times.values())
     packaged = (package, sha256_file(package))
