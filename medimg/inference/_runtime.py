@@ -57,7 +57,14 @@ def cpu_has_native_bf16() -> bool:
 
 
 def resolve_precision(precision: Precision, device: torch.device) -> torch.dtype:
-    """The autocast dtype for ``precision`` on ``device`` (float32 means no autocast)."""
+    """The autocast dtype for ``precision`` on ``device`` (float32 means no autocast).
+
+    ``"auto"`` without a calibration is bfloat16 only where it is native (CUDA with bf16,
+    AVX512-BF16 or AMX CPU) and float32 everywhere else, CUDA without bf16 included: float16's
+    narrow range can overflow where float32 does not, so it is only used when asked for.
+    The planner normally calibrates ``"auto"`` where bfloat16 is native, adding the speed and
+    agreement checks; this is the answer when it does not.
+    """
     if precision == "float32":
         return torch.float32
     if precision == "bfloat16":
@@ -70,7 +77,7 @@ def resolve_precision(precision: Precision, device: torch.device) -> torch.dtype
             )
         return torch.float16
     if device.type == "cuda":
-        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float32
     return torch.bfloat16 if cpu_has_native_bf16() else torch.float32
 
 

@@ -28,6 +28,7 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 import torch
 
+from medimg.inference._argmax import class_argmax
 from medimg.inference.config import OutputKind
 from medimg.inference.gaussian import padding_for, window_starts
 
@@ -402,7 +403,7 @@ class Stitcher:
     def _reduce(self, logits: torch.Tensor) -> torch.Tensor:
         if self.output == "labels":
             dtype = torch.uint8 if logits.shape[0] <= 256 else torch.int32
-            return logits.argmax(dim=0).to(dtype)
+            return class_argmax(logits, dtype)
         if self.output == "probabilities":
             return torch.softmax(logits, dim=0)
         return logits

@@ -27,6 +27,7 @@ import torch
 from numpy.typing import NDArray
 
 from medimg.errors import ConfigError, GeometryError
+from medimg.inference._argmax import class_argmax
 from medimg.inference._stitch import Slab
 from medimg.typing import PathLike
 
@@ -169,7 +170,7 @@ def _labels(probabilities: torch.Tensor, record: PreprocessRecord, z: tuple[int,
 
     fill = (1.0, *([0.0] * (int(probabilities.shape[0]) - 1)))
     block = to_source_grid(probabilities, record, interp="linear", fill=fill, z_range=z)
-    return Slab(z[0], block.argmax(dim=0).to(torch.uint8))
+    return Slab(z[0], class_argmax(block))
 
 
 _MARGIN = 2

@@ -211,10 +211,14 @@ class Model:
             labels = load_volume(out)
         where = image.source.path if isinstance(image, Volume) else Path(image)
         labels = replace(labels, source=replace(labels.source, path=Path(where)))
-        counts = np.bincount(np.asarray(labels.array).ravel(), minlength=len(self.outputs) + 1)
+        # One counting pass in memory order (a C-order ravel of the Fortran-order map copies
+        # it, and a mask per label is one more pass each); volume_ml of a mask is its count.
+        flat = np.asarray(labels.array).ravel(order="K")
+        counts = np.bincount(flat, minlength=len(self.outputs) + 1)
+        voxel_ml = volume_ml(np.ones(1, dtype=bool), labels.spacing_mm)
         found = {
             name: {"value": k, "voxels": int(counts[k]),
-                   "volume_ml": round(volume_ml(labels.array == k, labels.spacing_mm), 6)}
+                   "volume_ml": round(float(counts[k]) * voxel_ml, 6)}
             for k, name in sorted(self.outputs.items())
         }  # fmt: skip
         return Prediction("segmentation", labels, {"task": "segmentation", "labels": found}, data)

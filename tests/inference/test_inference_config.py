@@ -57,6 +57,19 @@ def test_precision_resolution_on_cpu() -> None:
         resolve_precision("float16", cpu)
 
 
+@pytest.mark.parametrize("native", [True, False])
+def test_auto_precision_is_bfloat16_only_where_native(monkeypatch, native) -> None:
+    """CPU by its flags; CUDA by bf16 support, and never float16 (too narrow unasked)."""
+    from medimg.inference import _runtime
+
+    monkeypatch.setattr(_runtime, "cpu_has_native_bf16", lambda: native)
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: native)
+    expected = torch.bfloat16 if native else torch.float32
+    assert resolve_precision("auto", torch.device("cpu")) == expected
+    assert resolve_precision("auto", torch.device("cuda")) == expected
+    assert resolve_precision("float16", torch.device("cuda")) == torch.float16
+
+
 def test_bad_inputs_raise(tmp_path) -> None:
     with pytest.raises(ConfigError, match=r"image must be a Volume, an array or tensor .* got int"):
         open_source(3)
