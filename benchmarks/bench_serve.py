@@ -1,8 +1,14 @@
 """``medimg serve`` against ``medimg predict`` on the same CT cases: latency, throughput, overhead.
 
-Both run the same model (a tiny DynUNet trained here for one epoch on the synthetic CT set,
-or ``--model RUN``) on the same ``--cases`` phantoms of ``--size``^3 voxels (1 mm, CT in HU,
-int16 ``.nii.gz``), one worker / one process, ``--threads`` torch threads each.
+Both run the same model on the same ``--cases`` phantoms of ``--size``^3 voxels (1 mm, CT in
+HU, int16 ``.nii.gz``), one worker / one process, ``--threads`` torch threads each. The model
+is trained here for one epoch on the synthetic CT set (its weights do not change the timing),
+or given with ``--model RUN``:
+
+* default: ``medimg train``'s default network (DynUNet, 16 base features, ROI 96^3) at
+  1.5 mm, so a 256^3 case is 171^3 voxels for the network, as for a real CT model;
+* ``--tiny``: a 4-feature DynUNet at the synthetic set's 4-6.5 mm, under a second a case,
+  which shows the service's fixed cost per job (upload, checks, queue, result) nearly alone.
 
 * ``medimg predict``: one batch over a manifest of the cases; per-case seconds from its
   ``summary.json`` and the whole command's wall time (start-up included);
@@ -18,7 +24,7 @@ look: ``--size 96 --cases 3``.
 
 Usage::
 
-    python benchmarks/bench_serve.py [--size 256] [--cases 5] [--threads 2] [--model RUN]
+    python benchmarks/bench_serve.py [--size 256] [--cases 5] [--threads 2] [--model RUN] [--tiny]
 """
 
 from __future__ import annotations
@@ -33,6 +39,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 import httpx
 import numpy as np
@@ -46,25 +53,31 @@ def _args() -> argparse.Namespace:
     p.add_argument("--cases", type=int, default=5)
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--model", type=Path, default=None, help="a run folder (default: train one)")
+    p.add_argument("--tiny", action="store_true", help="train a tiny model (fixed costs alone)")
     p.add_argument("--work-dir", type=Path, default=None, help="keep files here (default: temp)")
     return p.parse_args()
 
 
-def _train(work: Path) -> Path:
+def _train(work: Path, tiny: bool) -> Path:
     from medimg.synthetic.datasets import write_ct_segmentation_dataset
     from medimg.training import TrainConfig
+    from medimg.transforms import PreprocessConfig
     from pipelines.segmentation import SegmentationConfig, train
 
     manifest = write_ct_segmentation_dataset(work / "train-data", 5, seed=0)
+    size: dict[str, Any] = (
+        {"base_features": 4, "roi_size_vox": (32, 32, 16)}
+        if tiny
+        else {"preprocess": PreprocessConfig(target_spacing_mm=(1.5, 1.5, 1.5))}
+    )
     cfg = SegmentationConfig(
         manifest=manifest,
         out_dir=work / "run",
         network="dynunet",
-        base_features=4,
-        roi_size_vox=(32, 32, 16),
         batch_size=2,
         samples_per_case=1,
         train=TrainConfig(max_epochs=1, learning_rate=1e-2, device="cpu"),
+        **size,
     )
     train(cfg)
     return work / "run"
@@ -205,7 +218,7 @@ def main() -> None:
     args = _args()
     with tempfile.TemporaryDirectory(prefix="bench-serve-") as tmp:
         work = args.work_dir or Path(tmp)
-        model = args.model or _train(work)
+        model = args.model or _train(work, args.tiny)
         manifest = _cases(work, args.size, args.cases + 1)
         warmup, *images = sorted((work / "cases").glob("*.nii.gz"))
         wall, (_, *per_case) = _predict(model, manifest, work / "predict", args.threads)
@@ -213,11 +226,12 @@ def main() -> None:
         try:
             with httpx.Client(base_url=url, timeout=600) as client:
                 _wait(client, _submit(client, warmup))
-                latency = []
+                latency, run_s = [], []
                 for path in images:  # one after another: latency
                     started = time.perf_counter()
-                    _wait(client, _submit(client, path))
+                    job = _wait(client, _submit(client, path))
                     latency.append(time.perf_counter() - started)
+                    run_s.append(float(job["timings"]["run_s"]))  # type: ignore[index]
                 started = time.perf_counter()  # all at once: throughput
                 for job_id in [_submit(client, path) for path in images]:
                     _wait(client, job_id)
@@ -234,7 +248,8 @@ def main() -> None:
     )
     print(
         f"medimg serve:   latency  p50 {p50_serve:.2f} s, p95 {_p95(latency):.2f} s; "
-        f"{n} at once {serve_wall:.1f} s ({n / serve_wall:.3f} jobs/s)"
+        f"{n} at once {serve_wall:.1f} s ({n / serve_wall:.3f} jobs/s); "
+        f"worker run p50 {statistics.median(run_s):.2f} s"
     )
     print(
         f"ratio serve/predict: p50 {p50_serve / p50_predict:.3f} (overhead "
