@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import shutil
 import time
@@ -224,10 +225,39 @@ def _own_job(request: Request, job_id: str, owner: str) -> Job:
     return job
 
 
+_WAIT_POLL_S = 0.1
+"""How often a waiting ``GET /v1/jobs/{id}?wait=S`` reads the job again (in the server)."""
+
+
 @router.get("/jobs/{job_id}", summary="A job: status, progress, timings, error")
-def get_job(request: Request, job_id: str, owner: Owner) -> dict[str, Any]:
-    """The job's JSON: ``status`` is queued, running, done or failed."""
-    return _own_job(request, job_id, owner).to_json()
+async def get_job(
+    request: Request,
+    job_id: str,
+    owner: Owner,
+    wait: Annotated[
+        float,
+        Query(
+            ge=0,
+            le=60,
+            description="seconds to hold the answer until the job is done or failed "
+            "(long poll; 0, the default, answers at once)",
+        ),
+    ] = 0.0,
+) -> dict[str, Any]:
+    """The job's JSON: ``status`` is queued, running, done or failed.
+
+    With ``wait`` the answer comes as soon as the job ends, or after ``wait`` seconds with
+    its status then: one request instead of many polls, whose handling would take CPU from
+    the workers.
+    """
+    job = await run_in_threadpool(_own_job, request, job_id, owner)
+    deadline = time.monotonic() + wait
+    while job.status in ("queued", "running") and time.monotonic() < deadline:
+        if await request.is_disconnected():
+            break
+        await asyncio.sleep(min(_WAIT_POLL_S, max(0.0, deadline - time.monotonic())))
+        job = await run_in_threadpool(_own_job, request, job_id, owner)
+    return job.to_json()
 
 
 def _result_file(job: Job, folder: Path, name: str) -> Path | None:

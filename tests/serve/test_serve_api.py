@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import time
 import zipfile
 from pathlib import Path
 
@@ -58,8 +59,10 @@ def test_job_lifecycle_matches_the_command_line(
         assert job["status"] == "queued"
         assert len(job["id"]) == 32
         assert answer.headers["location"] == f"/v1/jobs/{job['id']}"
-        done = wait_done(client, job["id"])
+        waited = time.monotonic()  # a long poll: one request, answered when the job ends
+        done = client.get(f"/v1/jobs/{job['id']}", params={"wait": 60}, timeout=90).json()
         assert done["status"] == "done", done
+        assert time.monotonic() - waited < 60
         assert done["progress"]["done"] == done["progress"]["total"] > 0
         assert done["timings"]["run_s"] > 0
         result = client.get(f"/v1/jobs/{job['id']}/result")  # no format: the NIfTI label map
@@ -93,6 +96,10 @@ def test_result_before_done_and_unknown_format(served: Served) -> None:
         assert missing.status_code == 404
         bad = client.get("/v1/jobs/0123/result", params={"format": "png"})
         assert bad.status_code == 422
+        for wait in ("61", "-1", "soon"):  # the long poll's limit is 60 s
+            too_long = client.get("/v1/jobs/0123", params={"wait": wait})
+            assert too_long.status_code == 422, wait
+            assert "wait" in too_long.text
         no_file = client.post("/v1/jobs", data={"model": "x"})
         assert no_file.status_code in (400, 422)
         assert "detail" in no_file.json()
