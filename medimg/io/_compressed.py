@@ -31,6 +31,9 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any, Literal, cast
 
+import numpy as np
+from numpy.typing import NDArray
+
 from medimg.errors import ImageReadError
 
 try:
@@ -257,18 +260,19 @@ def region_pieces(pieces: Iterable[bytes], offset: int, nbytes: int) -> Iterator
         yield held
 
 
-def read_decompressed_range(data: CompressedData, offset: int, nbytes: int) -> bytearray:
+def read_decompressed_range(data: CompressedData, offset: int, nbytes: int) -> NDArray[np.uint8]:
     """Decoded bytes ``[offset, offset + nbytes)`` of ``data``, after verifying the whole stream.
 
-    Only the returned buffer is held in full; the rest streams through in chunks.
+    Only the returned buffer is held in full; the rest streams through in chunks. The buffer
+    is allocated without zero-filling it (every byte is written or the read fails).
 
     Raises
     ------
     ImageReadError
         As :func:`iter_decompressed`, or when the stream decodes to fewer bytes than needed.
     """
-    out = bytearray(nbytes)
-    view = memoryview(out)
+    out = np.empty(nbytes, dtype=np.uint8)
+    view = out.data
     filled = 0
     for part in region_pieces(iter_decompressed(data), offset, nbytes):
         view[filled : filled + len(part)] = part
