@@ -22,7 +22,9 @@ per step), with Dice + cross-entropy and AdamW at the same learning rate, for ``
   ``DiceCELoss(to_onehot_y=True, softmax=True)``, ``torch.optim.AdamW``; and the same inside
   ``torch.autocast("cpu", torch.bfloat16)`` as its bfloat16 peer.
 
-Timed: the training loop alone (patch drawing included; data set-up, preprocessing and caching
+Every method runs once per round for ``--repeats`` rounds (medians printed, each run listed:
+a shared machine drifts by 20 % between runs of a few seconds). Timed: the training loop
+alone (patch drawing included; data set-up, preprocessing and caching
 excluded, as is the final validation), after a few untimed warm-up steps of the network in each
 precision (the first loop run in a process was 9x slower than the next ones). Reported:
 patches per second, the ratio against MONAI's float32 loop, and the validation Dice (mean over
@@ -37,6 +39,7 @@ import argparse
 import copy
 import dataclasses
 import itertools
+import statistics
 import sys
 import tempfile
 import time
@@ -169,6 +172,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--precisions", default="fp32,bf16")
     parser.add_argument("--workdir", type=Path, default=None)
+    parser.add_argument("--repeats", type=int, default=3, help="rounds of every method")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     from medimg.inference._runtime import cpu_has_native_bf16
@@ -188,24 +192,36 @@ def main(argv: list[str] | None = None) -> int:
         validate = plan.validate
         samples = _monai_samples(plan)
         warm_up(plan, args)
-        ref: list[float] = []
+        runs: dict[str, Any] = {"monai fp32 (CacheDataset+DataLoader)": lambda r: run_monai(
+            plan, samples, args, init, False)}  # fmt: skip
+        if "bf16" in args.precisions.split(","):
+            runs["monai + autocast(bf16)"] = lambda r: run_monai(plan, samples, args, init, True)
+        for precision in args.precisions.split(","):
 
-        def report(name: str, seconds: float, model: torch.nn.Module) -> None:
-            ref.append(ref[0] if ref else seconds)
+            def medimg(r: int, precision: str = precision) -> tuple[float, torch.nn.Module]:
+                train = dataclasses.replace(cfg.train, precision=precision)
+                out = work / f"run-{precision}-{r}"
+                return run_medimg(plan, dataclasses.replace(cfg, out_dir=out, train=train), init)
+
+            runs[f"medimg {precision}"] = medimg
+        seconds: dict[str, list[float]] = {name: [] for name in runs}
+        dice: dict[str, list[float]] = {name: [] for name in runs}
+        for r in range(args.repeats):  # every method once per round: drift hits all alike
+            for name, run in runs.items():
+                took, model = run(r)
+                seconds[name].append(took)
+                dice[name].append(validate(model, "cpu"))
+        ref = statistics.median(seconds[next(iter(runs))])
+        for name in runs:
+            t = statistics.median(seconds[name])
             print(
-                f"  {name:<38} {seconds:7.1f} s  {patches / seconds:6.1f} patches/s  "
-                f"x{ref[0] / seconds:.2f} MONAI fp32 throughput  "
-                f"validation Dice {validate(model, 'cpu'):.3f}",
+                f"  {name:<38} {t:7.1f} s  {patches / t:6.1f} patches/s  "
+                f"x{ref / t:.2f} MONAI fp32 throughput  validation Dice "
+                f"{statistics.median(dice[name]):.3f}  (runs: "
+                f"{', '.join(f'{x:.1f}' for x in seconds[name])} s; Dice "
+                f"{', '.join(f'{x:.3f}' for x in dice[name])})",
                 flush=True,
             )
-
-        report("monai fp32 (CacheDataset+DataLoader)", *run_monai(plan, samples, args, init, False))
-        if "bf16" in args.precisions.split(","):
-            report("monai + autocast(bf16)", *run_monai(plan, samples, args, init, True))
-        for precision in args.precisions.split(","):
-            train = dataclasses.replace(cfg.train, precision=precision)
-            p_cfg = dataclasses.replace(cfg, out_dir=work / f"run-{precision}", train=train)
-            report(f"medimg {precision}", *run_medimg(plan, p_cfg, init))
     return 0
 
 

@@ -63,6 +63,7 @@ _TRAIN = {
     "patience": _opt("fit", "early_stopping_patience"),
     "device": _opt("fit", "device"),
     "precision": _opt("fit", "precision"),
+    "channels_last": _opt("fit", "channels_last"),
     "progress": _opt("fit", "progress"),
     "tensorboard": _opt("fit", "tensorboard"),
 }

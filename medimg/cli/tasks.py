@@ -59,6 +59,13 @@ def _train_options(p: argparse.ArgumentParser) -> None:
     a("--seed", type=int, default=None, help="random seed")
     _device_options(p)
     a("--precision", default=None, help="autocast precision: fp32, bf16 or fp16")
+    a(
+        "--channels-last",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="train convolutions in channels-last memory (faster on CPUs; "
+        "--no-channels-last: the contiguous layout)",
+    )
     a("--network", default=None, help="a network of medimg.networks for the task")
     a("--features", type=int, default=None, help="channels of the first level")
     a(

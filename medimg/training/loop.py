@@ -102,6 +102,28 @@ def _same_layout(model: torch.nn.Module) -> Iterator[None]:
                 t.data = kept.copy_(t.data)
 
 
+def _conv_layout(model: torch.nn.Module) -> torch.memory_format | None:
+    """The channels-last format of ``model``'s convolutions (3D or 2D), None without any."""
+    import torch
+
+    for module in model.modules():
+        if isinstance(module, (torch.nn.Conv3d, torch.nn.ConvTranspose3d)):
+            return torch.channels_last_3d
+        if isinstance(module, (torch.nn.Conv2d, torch.nn.ConvTranspose2d)):
+            return torch.channels_last
+    return None
+
+
+def _to_layout(model: torch.nn.Module, layout: torch.memory_format) -> None:
+    """Store every parameter and buffer of the layout's rank in ``layout`` (values unchanged)."""
+    import torch
+
+    rank = 5 if layout == torch.channels_last_3d else 4
+    for t in [*model.parameters(), *model.buffers()]:
+        if t.dim() == rank:
+            t.data = t.data.contiguous(memory_format=layout)
+
+
 def _optimizer(model: torch.nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
     import torch
 
@@ -139,6 +161,9 @@ class _Trainer:
         self.device = rank_device(cfg.device, self.ctx)
         autocast(self.device, cfg.precision)  # validates precision against the device early
         self.model = model.to(self.device)
+        self.layout = _conv_layout(model) if cfg.channels_last else None
+        if self.layout is not None:  # before the optimizer: its state follows the layout
+            _to_layout(self.model, self.layout)
         self.sync = Synchroniser(self.model, loss_fn, self.device, self.ctx)
         self.optimizer = _optimizer(model, cfg)
         self.scheduler = _scheduler(self.optimizer, cfg)
@@ -151,6 +176,10 @@ class _Trainer:
 
         weight = self.sync.weight(int(inputs.shape[0]))  # this rank's share of the step's rows
         inputs, target = inputs.to(self.device), target.to(self.device)
+        if self.layout is not None and inputs.dim() == (
+            5 if self.layout == torch.channels_last_3d else 4
+        ):
+            inputs = inputs.contiguous(memory_format=self.layout)
         self.optimizer.zero_grad(set_to_none=True)
         with autocast(self.device, self.cfg.precision):
             loss = self.sync.loss(inputs, target)

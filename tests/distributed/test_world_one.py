@@ -4,7 +4,8 @@ Sharding (``training_shard``), the per-rank streams of ``epoch_batches``/``balan
 detection's crops, the gathered validation and the DDP form of ``dice_ce`` must leave a world
 of one bit for bit as it was. The figures below were recorded by these very commands on the
 code before sharding (commit d8a5712's tree, torch 2.13.0+cpu, one thread, this project's CI
-machine) and are compared exactly: a change of the shard order, a stream or the loss shows
+machine, in the contiguous layout: hence ``--no-channels-last``, as channels-last kernels
+sum in another order) and are compared exactly: a change of the shard order, a stream or the loss shows
 up in the last bits. On another CPU or torch build the kernels may round differently; record
 the figures again there with the code before any change to training.
 """
@@ -40,7 +41,8 @@ def _history(manifest: Path, out: Path, options: list[str]) -> dict[str, list[fl
     before = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
-        args = ["train", "--manifest", str(manifest), "--out", str(out), "--device", "cpu"]
+        args = ["train", "--manifest", str(manifest), "--out", str(out), "--device", "cpu",
+                "--no-channels-last"]  # fmt: skip
         assert main([*args, *options]) == 0
     finally:
         torch.set_num_threads(before)
