@@ -198,3 +198,15 @@ def test_job_options_are_stored_and_an_old_store_gains_the_column(tmp_path: Path
 def test_unknown_job_precision_setting_is_refused(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match=r"job_precisions \(--job-precision\) must be among"):
         ServeSettings(data_dir=tmp_path, job_precisions=("fp8",))
+
+
+def test_every_vendor_file_the_page_serves_is_package_data() -> None:
+    """A wheel built after ``npm ci`` carries the viewer's files, so a pip install serves them."""
+    tomllib = pytest.importorskip("tomllib", reason="tomllib is in the standard library from 3.11")
+    from medimg.serve.app import _VENDOR
+
+    root = Path(__file__).resolve().parents[2]
+    with (root / "pyproject.toml").open("rb") as f:
+        data = tomllib.load(f)["tool"]["setuptools"]["package-data"]["medimg"]
+    for path in _VENDOR.values():
+        assert f"serve/web/node_modules/{path}" in data, path
