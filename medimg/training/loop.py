@@ -9,12 +9,13 @@ from __future__ import annotations
 import logging
 import math
 from collections.abc import Callable, Iterable, Iterator
-from contextlib import contextmanager, nullcontext
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from medimg.errors import ConfigError, OutputExistsError
+from medimg.training._layout import conv_layout, layout_rank, same_layout, to_layout
 from medimg.training._reporter import Reporter
 from medimg.training._synchroniser import Synchroniser
 from medimg.training.checkpoint import load_checkpoint, save_checkpoint, sha256_file
@@ -79,51 +80,6 @@ class _State:
     )
 
 
-@contextmanager
-def _same_layout(model: torch.nn.Module) -> Iterator[None]:
-    """Give every parameter and buffer of ``model`` its memory layout back on exit.
-
-    Validation may change the layout in place: :func:`medimg.inference.predict_volume` moves
-    the network to ``channels_last_3d``. Convolutions then pick other kernels whose sums
-    differ in the last bits, so an uninterrupted run (trained in the new layout after its first
-    validation) and a resumed one (whose freshly loaded weights are contiguous) would drift
-    apart by ~1e-4 after a few epochs. Restoring the strides keeps training in one layout.
-    """
-    import torch
-
-    tensors = [*model.parameters(), *model.buffers()]
-    strides = [t.stride() for t in tensors]
-    try:
-        yield
-    finally:
-        for t, stride in zip(tensors, strides, strict=True):
-            if t.stride() != stride:
-                kept = torch.empty_strided(t.shape, stride, dtype=t.dtype, device=t.device)
-                t.data = kept.copy_(t.data)
-
-
-def _conv_layout(model: torch.nn.Module) -> torch.memory_format | None:
-    """The channels-last format of ``model``'s convolutions (3D or 2D), None without any."""
-    import torch
-
-    for module in model.modules():
-        if isinstance(module, (torch.nn.Conv3d, torch.nn.ConvTranspose3d)):
-            return torch.channels_last_3d
-        if isinstance(module, (torch.nn.Conv2d, torch.nn.ConvTranspose2d)):
-            return torch.channels_last
-    return None
-
-
-def _to_layout(model: torch.nn.Module, layout: torch.memory_format) -> None:
-    """Store every parameter and buffer of the layout's rank in ``layout`` (values unchanged)."""
-    import torch
-
-    rank = 5 if layout == torch.channels_last_3d else 4
-    for t in [*model.parameters(), *model.buffers()]:
-        if t.dim() == rank:
-            t.data = t.data.contiguous(memory_format=layout)
-
-
 def _optimizer(model: torch.nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
     import torch
 
@@ -161,9 +117,9 @@ class _Trainer:
         self.device = rank_device(cfg.device, self.ctx)
         autocast(self.device, cfg.precision)  # validates precision against the device early
         self.model = model.to(self.device)
-        self.layout = _conv_layout(model) if cfg.channels_last else None
+        self.layout = conv_layout(model) if cfg.channels_last else None
         if self.layout is not None:  # before the optimizer: its state follows the layout
-            _to_layout(self.model, self.layout)
+            to_layout(self.model, self.layout)
         self.sync = Synchroniser(self.model, loss_fn, self.device, self.ctx)
         self.optimizer = _optimizer(model, cfg)
         self.scheduler = _scheduler(self.optimizer, cfg)
@@ -176,9 +132,7 @@ class _Trainer:
 
         weight = self.sync.weight(int(inputs.shape[0]))  # this rank's share of the step's rows
         inputs, target = inputs.to(self.device), target.to(self.device)
-        if self.layout is not None and inputs.dim() == (
-            5 if self.layout == torch.channels_last_3d else 4
-        ):
+        if self.layout is not None and inputs.dim() == layout_rank(self.layout):
             inputs = inputs.contiguous(memory_format=self.layout)
         self.optimizer.zero_grad(set_to_none=True)
         with autocast(self.device, self.cfg.precision):
@@ -211,7 +165,7 @@ class _Trainer:
         if validate is None or not due:
             return None
         self.model.eval()  # every rank: a task's validate scores its shard and gathers
-        with _same_layout(self.model), torch.no_grad(), autocast(self.device, self.cfg.precision):
+        with same_layout(self.model), torch.no_grad(), autocast(self.device, self.cfg.precision):
             metric = float(validate(self.model, self.device))
         self.model.train()
         return broadcast(metric, self.ctx)  # rank 0's, should a validate not gather
@@ -374,7 +328,7 @@ def fit(
     optimizer moments and step counts, scheduler, gradient scaler, best metric, early-stopping
     count, history and the Python, NumPy and torch (CPU and CUDA) generators. Validation must
     leave the model as it found it: the parameters' memory layout is put back after it (see
-    ``_same_layout``), because sliding-window inference moves the network to
+    ``medimg.training._layout.same_layout``), because sliding-window inference moves the network to
     ``channels_last_3d`` and convolutions in another layout round differently. Exactness also
     assumes deterministic kernels: on CUDA set ``torch.use_deterministic_algorithms(True)``
     (and ``CUBLAS_WORKSPACE_CONFIG``) as for any reproducible run; two uninterrupted runs that
