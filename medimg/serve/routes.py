@@ -169,23 +169,12 @@ async def create_job(request: Request, owner: Owner) -> JSONResponse:
                     "form field 'seg_type' sets the DICOM SEG of a zip of one DICOM series; "
                     f"this upload is a {checked.kind} file, which gets no SEG; drop the field",
                 )
-            job = Job(
-                id=job_id,
+            job = Job.queued(
+                job_id,
                 model=model,
                 owner=owner,
-                status="queued",
                 input=str(checked.path.relative_to(folder)),
                 input_kind=checked.kind,
-                created=time.time(),
-                started=None,
-                finished=None,
-                done=0,
-                total=0,
-                attempts=0,
-                worker_pid=None,
-                error=None,
-                result=None,
-                findings=None,
                 options=options or None,
             )
             store.submit(

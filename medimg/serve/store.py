@@ -95,6 +95,19 @@ class Job:
     options: dict[str, Any] | None = None
     """The job's own prediction options (form fields, checked), None for the model's."""
 
+    @classmethod
+    def queued(
+        cls, id: str, *, model: str, owner: str, input: str, input_kind: str,
+        options: dict[str, Any] | None = None, created: float | None = None,
+    ) -> Job:  # fmt: skip
+        """A job just accepted: queued, not started, no progress, result or error yet."""
+        return cls(
+            id=id, model=model, owner=owner, status="queued", input=input,
+            input_kind=input_kind, created=time.time() if created is None else created,
+            started=None, finished=None, done=0, total=0, attempts=0, worker_pid=None,
+            error=None, result=None, findings=None, options=options,
+        )  # fmt: skip
+
     def to_json(self) -> dict[str, Any]:
         """The job as ``GET /v1/jobs/{id}`` answers it (no owner, no paths)."""
         timings: dict[str, float | None] = {

@@ -19,24 +19,10 @@ from medimg.serve.uploads import UploadLimits, check_upload, sniff
 
 
 def _job(job_id: str, owner: str = "anonymous", created: float = 0.0) -> Job:
-    return Job(
-        id=job_id,
-        model="m",
-        owner=owner,
-        status="queued",
-        input="input.nii.gz",
-        input_kind="nifti-gz",
+    return Job.queued(
+        job_id, model="m", owner=owner, input="input.nii.gz", input_kind="nifti-gz",
         created=created or time.time(),
-        started=None,
-        finished=None,
-        done=0,
-        total=0,
-        attempts=0,
-        worker_pid=None,
-        error=None,
-        result=None,
-        findings=None,
-    )
+    )  # fmt: skip
 
 
 def test_store_queue_claim_finish_and_limits(tmp_path: Path) -> None:
