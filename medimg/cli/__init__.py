@@ -110,15 +110,20 @@ def non_negative_int(text: str) -> int:
     return _int_at_least(text, 0)
 
 
-def positive_float(text: str) -> float:
-    """An argparse type: a finite number > 0 (a limit, a share of a CPU, a time)."""
+def _finite_positive(text: str, what: str) -> float:
+    """``text`` as a finite number > 0, or an argparse error saying ``what`` it must be."""
     try:
         value = float(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"must be a number, got {text!r}") from None
+        raise argparse.ArgumentTypeError(f"must be a {what}, got {text!r}") from None
     if not 0 < value < float("inf"):
-        raise argparse.ArgumentTypeError(f"must be a finite number > 0, got {text!r}")
+        raise argparse.ArgumentTypeError(f"must be a finite {what} > 0, got {text!r}")
     return value
+
+
+def positive_float(text: str) -> float:
+    """An argparse type: a finite number > 0 (a limit, a share of a CPU, a time)."""
+    return _finite_positive(text, "number")
 
 
 def gb_in_bytes(text: str) -> int:
@@ -131,12 +136,7 @@ def gb_in_bytes(text: str) -> int:
     >>> gb_in_bytes("0.5")
     536870912
     """
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"must be a number of GiB, got {text!r}") from None
-    if not 0 < value < float("inf"):
-        raise argparse.ArgumentTypeError(f"must be a finite number of GiB > 0, got {text!r}")
+    value = _finite_positive(text, "number of GiB")
     if value * 1024**3 < 1:
         raise argparse.ArgumentTypeError(
             f"must be at least one byte (about 1e-9 GiB), got {text!r}"
