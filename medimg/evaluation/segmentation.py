@@ -85,7 +85,18 @@ def volume_ml(mask: Mask, spacing_mm: Sequence[float]) -> float:
     >>> volume_ml(np.ones((3, 3, 3), bool), (1.0, 1.0, 2.5))  # 27 * 2.5 mm³
     0.0675
     """
-    return float(mask.sum()) * float(np.prod(spacing_mm)) / 1000.0
+    return voxels_ml(int(mask.sum()), spacing_mm)
+
+
+def voxels_ml(count: int, spacing_mm: Sequence[float]) -> float:
+    """Volume of ``count`` voxels in millilitres: count times voxel volume (mm³) / 1000.
+
+    Examples
+    --------
+    >>> voxels_ml(27, (1.0, 1.0, 2.5))
+    0.0675
+    """
+    return float(count) * float(np.prod(spacing_mm)) / 1000.0
 
 
 def _surface(mask: Mask) -> Mask:

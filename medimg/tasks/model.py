@@ -199,7 +199,7 @@ class Model:
     def _segment(self, image: Any, progress: Progress) -> Prediction:
         import numpy as np
 
-        from medimg.evaluation import volume_ml
+        from medimg.evaluation.segmentation import voxels_ml
         from medimg.io import Volume, load_volume
         from medimg.tasks._segmentation_predict import predict_image
 
@@ -212,13 +212,12 @@ class Model:
         where = image.source.path if isinstance(image, Volume) else Path(image)
         labels = replace(labels, source=replace(labels.source, path=Path(where)))
         # One counting pass in memory order (a C-order ravel of the Fortran-order map copies
-        # it, and a mask per label is one more pass each); volume_ml of a mask is its count.
+        # it, and a mask per label is one more pass each).
         flat = np.asarray(labels.array).ravel(order="K")
         counts = np.bincount(flat, minlength=len(self.outputs) + 1)
-        voxel_ml = volume_ml(np.ones(1, dtype=bool), labels.spacing_mm)
         found = {
             name: {"value": k, "voxels": int(counts[k]),
-                   "volume_ml": round(float(counts[k]) * voxel_ml, 6)}
+                   "volume_ml": round(voxels_ml(int(counts[k]), labels.spacing_mm), 6)}
             for k, name in sorted(self.outputs.items())
         }  # fmt: skip
         return Prediction("segmentation", labels, {"task": "segmentation", "labels": found}, data)
