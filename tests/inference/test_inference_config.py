@@ -1,5 +1,8 @@
 from __future__ import annotations
 
+import subprocess
+import sys
+
 import nibabel as nib
 import numpy as np
 import pytest
@@ -107,3 +110,58 @@ def test_prefetch_reraises_producer_errors() -> None:
     with pytest.raises(ValueError, match="boom"):
         list(prefetched(broken, enabled=True))
     assert list(prefetched(lambda: iter(range(5)), enabled=True)) == [0, 1, 2, 3, 4]
+
+
+def test_heap_trimmer_trims_only_past_the_slack(monkeypatch) -> None:
+    from medimg.inference import _runtime
+
+    idle = iter([100, 150, 200, 260, 90, 300, 370, 330])
+    trims: list[int] = []
+    monkeypatch.setattr(_runtime, "idle_resident_bytes", lambda: next(idle))
+    monkeypatch.setattr(_runtime, "release_freed_memory", lambda: trims.append(1))
+    trimmer = _runtime.HeapTrimmer(slack=100)
+    for _ in range(3):  # 100 sets the floor; 150 and 200 are within the slack
+        trimmer.after_batch()
+    assert (trimmer.floor, trimmer.trims) == (100, 0)
+    trimmer.after_batch()  # 260 > 100 + 100: trim, which leaves 90 (the floor stays 100)
+    assert (trimmer.floor, trimmer.trims) == (100, 1)
+    trimmer.after_batch()  # 300: trim, but 370 is left: the floor rises to it
+    assert (trimmer.floor, trimmer.trims) == (370, 2)
+    trimmer.after_batch()  # 330 is within 370 + 100
+    assert trimmer.trims == 2
+    assert len(trims) == 2
+
+
+_IDLE_PROBE = """
+import ctypes
+from medimg.inference._runtime import idle_resident_bytes, release_freed_memory
+libc = ctypes.CDLL(None)
+libc.malloc.restype = ctypes.c_void_p
+libc.mallopt(-3, 1 << 30)  # M_MMAP_THRESHOLD: the block comes from the heap
+libc.mallopt(-1, 1 << 30)  # M_TRIM_THRESHOLD: free() keeps it resident
+release_freed_memory()
+before = idle_resident_bytes()
+block = libc.malloc(64 << 20)
+ctypes.memset(block, 1, 64 << 20)  # resident and allocated: not idle
+held = idle_resident_bytes()
+libc.free(ctypes.c_void_p(block))  # resident and free: idle
+freed = idle_resident_bytes()
+release_freed_memory()
+print(before, held, freed, idle_resident_bytes())
+"""
+
+
+@pytest.mark.skipif(
+    not sys.platform.startswith("linux"), reason="reads /proc and glibc's mallinfo2"
+)
+def test_idle_resident_bytes_sees_freed_heap_pages() -> None:
+    # in a child: the probe changes glibc's malloc settings for the rest of its process
+    done = subprocess.run(
+        [sys.executable, "-c", _IDLE_PROBE], capture_output=True, text=True, check=True
+    )
+    before, held, freed, trimmed = (int(v) for v in done.stdout.split())
+    mib = 1 << 20
+    assert before > 0
+    assert abs(held - before) < 16 * mib  # allocated and touched: resident, not idle
+    assert freed - held > 48 * mib  # freed into the heap: still resident, now idle
+    assert freed - trimmed > 48 * mib  # trimmed: handed back
