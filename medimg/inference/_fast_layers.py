@@ -14,7 +14,9 @@ have exact equivalents that run on fast paths:
   w[0])`` over ``x[i], x[i + 1]``; in 3D the phase kernels are the outer products of these.
 * :class:`InstanceNormChannelsLast` computes the per-channel statistics over the spatial
   positions of a channels-last tensor viewed as ``(N, positions, C)``, and normalises in one
-  fused multiply-add, keeping the layout.
+  fused multiply-add, keeping the layout
+  (:func:`medimg.networks._channels_last_norm.instance_norm_channels_last`, which training
+  uses too).
 
 :func:`fast_layers` swaps them in for a run and puts the originals back afterwards. The
 results equal the originals' to float32 rounding (a test compares them on random weights).
@@ -29,6 +31,8 @@ from contextlib import contextmanager
 import torch
 import torch.nn.functional as F  # the usual name
 from torch import nn
+
+from medimg.networks._channels_last_norm import instance_norm_channels_last
 
 __all__ = ["Float32Layer", "InstanceNormChannelsLast", "SubPixelConvTranspose", "fast_layers"]
 
@@ -132,21 +136,7 @@ class InstanceNormChannelsLast(nn.Module):
         layout = torch.channels_last_3d if x.dim() == 5 else torch.channels_last
         if x.dim() not in (4, 5) or not x.is_contiguous(memory_format=layout):
             return self.original(x)  # type: ignore[no-any-return]  # nn.Module call
-        n, c = x.shape[:2]
-        positions = x.permute(0, *range(2, x.dim()), 1).reshape(n, -1, c)  # a view
-        # Two passes (mean, then the mean square about it): torch.var_mean is 8x slower on
-        # this layout, and one pass (E[x^2] - E[x]^2) loses digits when |mean| >> std.
-        mean = positions.mean(dim=1, keepdim=True)
-        var = (positions - mean).square_().mean(dim=1)
-        mean = mean[:, 0]
-        scale = torch.rsqrt(var + self.eps)
-        if self.original.affine:
-            scale = scale * self.original.weight
-        shift = -mean * scale
-        if self.original.affine:
-            shift = shift + self.original.bias
-        shape = (n, c, *(1,) * (x.dim() - 2))
-        return torch.addcmul(shift.view(shape), x, scale.view(shape))
+        return instance_norm_channels_last(x, self.original.weight, self.original.bias, self.eps)
 
 
 class Float32Layer(nn.Module):

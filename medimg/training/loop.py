@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 import math
 from collections.abc import Callable, Iterable, Iterator
-from contextlib import nullcontext
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -358,10 +358,25 @@ def _fit(
         trainer.restore(last)
     reporter = Reporter(cfg, out_dir, trainer.state.epoch, quiet=not trainer.ctx.is_main)
     try:
-        while trainer.state.epoch < cfg.max_epochs and not trainer.state.stopped:
-            loss = trainer.train_epoch(batches(trainer.state.epoch))
-            trainer.end_epoch(loss, trainer.validate(validate))
-            reporter.epoch(trainer.state)
+        with _layers_for(trainer):
+            while trainer.state.epoch < cfg.max_epochs and not trainer.state.stopped:
+                loss = trainer.train_epoch(batches(trainer.state.epoch))
+                trainer.end_epoch(loss, trainer.validate(validate))
+                reporter.epoch(trainer.state)
     finally:
         reporter.close()
     return trainer.result()
+
+
+def _layers_for(trainer: _Trainer) -> AbstractContextManager[object]:
+    """In channels-last training, instance norms that keep the layout (classes put back after).
+
+    PyTorch's instance norm copies a channels-last input to contiguous memory and returns
+    contiguous memory, which the next convolution copies back, forward and backward; see
+    :mod:`medimg.networks._channels_last_norm`. Parameters and checkpoints are unchanged.
+    """
+    if trainer.layout is None:
+        return nullcontext()
+    from medimg.networks._channels_last_norm import channels_last_instance_norms
+
+    return channels_last_instance_norms(trainer.model)

@@ -1,0 +1,148 @@
+"""Channels-last instance norm: PyTorch's values and gradients, kept layout, swapped and back."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn.functional as F  # the usual name
+from torch import nn
+
+from medimg.networks._channels_last_norm import (
+    channels_last_instance_norms,
+    instance_norm_channels_last,
+)
+from medimg.training import TrainConfig, fit, segmentation_loss
+
+CL = {5: torch.channels_last_3d, 4: torch.channels_last}
+
+
+def _input(shape: tuple[int, ...], offset: float = 0.0, dtype=torch.float32) -> torch.Tensor:
+    g = torch.Generator().manual_seed(len(shape) * 7 + shape[1])
+    x = torch.randn(shape, generator=g, dtype=dtype) * 2.0 + offset
+    return x.contiguous(memory_format=CL[len(shape)])
+
+
+@pytest.mark.parametrize("shape", [(2, 3, 5, 4, 3), (3, 2, 6, 5)])
+@pytest.mark.parametrize("affine", [True, False])
+def test_gradients_pass_gradcheck(shape, affine) -> None:
+    x = _input(shape, offset=3.0, dtype=torch.float64).requires_grad_()
+    c = shape[1]
+    w = torch.rand(c, dtype=torch.float64, requires_grad=True) if affine else None
+    b = torch.rand(c, dtype=torch.float64, requires_grad=True) if affine else None
+    args = (x, w, b) if affine else (x,)
+    assert torch.autograd.gradcheck(
+        lambda *a: instance_norm_channels_last(*a, eps=1e-5) if affine else
+        instance_norm_channels_last(a[0], eps=1e-5),
+        args,
+    )  # fmt: skip
+
+
+@pytest.mark.parametrize("shape", [(2, 8, 12, 10, 6), (2, 4, 9, 7, 5), (2, 16, 11, 9)])
+def test_values_and_gradients_equal_pytorchs(shape) -> None:
+    # a mean 250 standard deviations from zero: a one-pass variance would lose it
+    x = _input(shape, offset=500.0)
+    c = shape[1]
+    w, b = torch.rand(c) + 0.5, torch.rand(c)
+    ref = F.instance_norm(x.double(), weight=w.double(), bias=b.double(), eps=1e-5)
+    # Within a few times PyTorch's own float32 error: its CPU kernel keeps the mean in double,
+    # ours in float32, whose half ulp at 500 (1.5e-5 std units here) bounds what a float32
+    # mean can do; a one-pass variance (E[x^2] - E[x]^2) is 2.4e-2 off on this input.
+    torch_error = float((F.instance_norm(x, weight=w, bias=b, eps=1e-5).double() - ref).abs().max())
+    bound = 4 * torch_error + 1e-6
+    with torch.no_grad():  # the lean, no-gradient form
+        lean = instance_norm_channels_last(x, w, b, 1e-5)
+    assert lean.is_contiguous(memory_format=CL[len(shape)])
+    assert float((lean.double() - ref).abs().max()) <= bound
+
+    mine = [t.clone().requires_grad_() for t in (x, w, b)]
+    theirs = [t.clone().requires_grad_() for t in (x, w, b)]
+    out = instance_norm_channels_last(*mine, eps=1e-5)
+    expected = F.instance_norm(theirs[0], weight=theirs[1], bias=theirs[2], eps=1e-5)
+    assert out.is_contiguous(memory_format=CL[len(shape)])
+    assert float((out.detach().double() - ref).abs().max()) <= bound
+    g = torch.Generator().manual_seed(1)
+    grad = torch.randn(shape, generator=g).contiguous(memory_format=CL[len(shape)])
+    out.backward(grad)
+    expected.backward(grad)
+    for m, t in zip(mine, theirs, strict=True):
+        assert m.grad is not None
+        assert t.grad is not None
+        # the weight's gradient sums dy * xhat over every voxel of a channel: xhat's float32
+        # error at this offset (above) adds up to ~3e-4 of it
+        torch.testing.assert_close(m.grad, t.grad, atol=1e-3, rtol=1e-3)
+    assert mine[0].grad.is_contiguous(memory_format=CL[len(shape)])  # type: ignore[union-attr]
+
+
+def test_contiguous_input_and_gradient_are_read_through_a_copy() -> None:
+    x = _input((2, 3, 6, 5, 4)).contiguous().requires_grad_()
+    out = instance_norm_channels_last(x)
+    torch.testing.assert_close(out, F.instance_norm(x.detach()), atol=1e-5, rtol=0)
+    out.backward(torch.ones_like(out).contiguous())  # a contiguous gradient
+    assert x.grad is not None
+    assert float(x.grad.abs().max()) < 1e-4  # d(sum of a normalised channel)/dx is zero
+
+
+def test_autocast_training_keeps_statistics_in_float32() -> None:
+    x = _input((2, 4, 8, 6, 5), offset=50.0)
+    w = (torch.rand(4) + 0.5).requires_grad_()
+    conv = nn.Conv3d(4, 4, 1).to(memory_format=torch.channels_last_3d)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        y = conv(x)
+        out = instance_norm_channels_last(y, w, None)
+    assert out.dtype == torch.bfloat16  # the input's dtype, as PyTorch's instance norm
+    assert out.is_contiguous(memory_format=torch.channels_last_3d)
+    ref = F.instance_norm(y.detach().float(), weight=w.detach())
+    torch.testing.assert_close(out.float(), ref, atol=0.05, rtol=0.02)  # bf16 output rounding
+    out.float().square().sum().backward()
+    assert w.grad is not None
+    assert torch.isfinite(w.grad).all()
+
+
+class _Net(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv3d(1, 4, 3, padding=1)
+        self.norm = nn.InstanceNorm3d(4, affine=True)
+        self.stats = nn.InstanceNorm3d(4, track_running_stats=True)  # not ours: left alone
+        self.head = nn.Conv3d(4, 2, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.stats(F.leaky_relu(self.norm(self.conv(x)))))
+
+
+def test_swap_changes_only_the_forward_and_puts_the_classes_back() -> None:
+    net = _Net()
+    keys = list(net.state_dict())
+    x = _input((2, 1, 6, 5, 4))
+    with torch.no_grad():
+        before = net.norm(net.conv(x))
+        with channels_last_instance_norms(net) as n:
+            assert n == 1
+            assert type(net.norm) is not nn.InstanceNorm3d
+            assert isinstance(net.norm, nn.InstanceNorm3d)
+            assert type(net.stats) is nn.InstanceNorm3d
+            assert list(net.state_dict()) == keys
+            inside = net.norm(net.conv(x))
+            contiguous = net.norm(net.conv(x.contiguous()))  # PyTorch's path
+    assert type(net.norm) is nn.InstanceNorm3d
+    torch.testing.assert_close(inside, before, atol=1e-5, rtol=0)
+    torch.testing.assert_close(contiguous, before, atol=1e-5, rtol=0)
+
+
+@pytest.mark.parametrize("channels_last", [True, False])
+def test_training_uses_it_only_channels_last_and_leaves_the_model_as_it_was(
+    tmp_path, channels_last
+) -> None:
+    torch.manual_seed(0)
+    net = _Net()
+    seen: list[type] = []
+    net.norm.register_forward_hook(lambda m, i, o: seen.append(type(m)))
+    image = torch.randn(2, 1, 6, 5, 4)
+    target = torch.randint(0, 2, (2, 1, 6, 5, 4))
+    cfg = TrainConfig(
+        max_epochs=1, iterations_per_epoch=2, device="cpu", channels_last=channels_last
+    )
+    fit(net, segmentation_loss(), lambda e: [(image, target)] * 2, cfg, out_dir=tmp_path)
+    assert len(seen) == 2
+    assert all((t is not nn.InstanceNorm3d) == channels_last for t in seen)
+    assert type(net.norm) is nn.InstanceNorm3d
