@@ -146,3 +146,14 @@ def test_training_uses_it_only_channels_last_and_leaves_the_model_as_it_was(
     assert len(seen) == 2
     assert all((t is not nn.InstanceNorm3d) == channels_last for t in seen)
     assert type(net.norm) is nn.InstanceNorm3d
+
+
+def test_bfloat16_without_gradients_is_normalised_in_float32() -> None:
+    x = _input((2, 4, 8, 6, 5), offset=50.0).bfloat16()
+    w, b = torch.rand(4) + 0.5, torch.rand(4)
+    with torch.inference_mode():
+        out = instance_norm_channels_last(x, w, b)
+    assert out.dtype == torch.float32
+    assert out.is_contiguous(memory_format=torch.channels_last_3d)
+    ref = F.instance_norm(x.double(), weight=w.double(), bias=b.double(), eps=1e-5)
+    torch.testing.assert_close(out.double(), ref, atol=1e-5, rtol=0)  # float32 digits
