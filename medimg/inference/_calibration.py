@@ -8,8 +8,9 @@ where it is native (:func:`native_bf16`), the bfloat16 argmax agrees with float3
 (:func:`choose_precision`); otherwise float32.
 
 The measurements are cached in a small JSON file (:func:`default_cache_path`, under the user's
-cache folder), keyed by the machine (CPU model and flags, or the CUDA device), torch's version,
-the thread count and the network's shape; the agreement also by a digest of the weights.
+cache folder), keyed by the machine (CPU model and flags, or the CUDA device), medimg's and
+torch's versions, the thread count and the network's shape; the agreement also by a digest of
+the weights.
 Writes go through a temporary file renamed into place while an exclusive ``flock`` is held on
 a lock file beside it, so two processes calibrating at once each leave a whole, valid file with
 both their entries; an unreadable cache is treated as empty and rewritten.
@@ -53,7 +54,10 @@ AGREEMENT = 0.999
 """Least fraction of calibration voxels whose bfloat16 argmax equals float32's for ``auto``."""
 
 _FLAGS = ("avx2", "avx512f", "avx512_bf16", "avx512_vnni", "amx_bf16", "amx_tile", "fma")
-_VERSION = 1
+_VERSION = 2
+"""The cache file's format and the timings' validity: raised when the run settings' layers
+change speed (2: the fast instance norm normalises bfloat16 in float32), so a cache written
+by an earlier medimg is treated as empty, not trusted."""
 
 
 @dataclass(frozen=True, order=True)
@@ -216,8 +220,14 @@ def _locked(path: Path) -> Iterator[None]:
 
 
 def machine_fingerprint(device: torch.device) -> dict[str, Any]:
-    """What the timings depend on besides the network: CPU or GPU, torch, threads."""
-    record: dict[str, Any] = {"torch": torch.__version__, "threads": torch.get_num_threads()}
+    """What the timings depend on besides the network: CPU or GPU, medimg, torch, threads."""
+    from medimg import __version__
+
+    record: dict[str, Any] = {
+        "medimg": __version__,
+        "torch": torch.__version__,
+        "threads": torch.get_num_threads(),
+    }
     if device.type == "cuda":
         record["device"] = torch.cuda.get_device_name(device)
         return record

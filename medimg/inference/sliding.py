@@ -208,9 +208,9 @@ def _run(
     )
     stitcher: Stitcher | None = None
     weights: torch.Tensor | None = None
-    # twice a forward pass's working set: measured idle memory drifts by about one (a 256**3
-    # UNet run: 343 MB after the first batch, 470-700 MB later) without any ratchet
-    trimmer = HeapTrimmer(slack=max(2 * (plan.memory.activations + plan.memory.windows), 256 << 20))
+    # a forward pass's working set: its freed blocks stay resident for the next pass, while
+    # idle memory that grows by more than that is fragmentation (see HeapTrimmer)
+    trimmer = HeapTrimmer(slack=plan.memory.activations + plan.memory.windows)
     bar = _progress(grid.n_windows, config.progress)
     done_windows = 0
     if on_window is not None:

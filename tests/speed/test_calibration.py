@@ -106,7 +106,7 @@ def test_plan_takes_the_fastest_measured_settings_and_caches_them(
     assert again.calibration.from_cache
     assert timed == ["float32"]  # the second plan timed nothing
     doc = json.loads(cache_file.read_text())
-    assert doc["version"] == 1
+    assert doc["version"] == cal._VERSION
     (entry,) = doc["entries"].values()
     assert entry["settings"] == {
         "batch_size": 1,
@@ -222,7 +222,7 @@ def test_an_unreadable_cache_is_treated_as_empty_and_rewritten(
     assert cache.get("k") is None
     cache.put("k", 1.5)
     assert cache.get("k") == 1.5
-    assert json.loads(path.read_text()) == {"version": 1, "entries": {"k": 1.5}}
+    assert json.loads(path.read_text()) == {"version": cal._VERSION, "entries": {"k": 1.5}}
 
 
 def test_weights_digest_covers_scalar_buffers_and_changes_with_a_weight() -> None:
