@@ -115,12 +115,12 @@ def test_prefetch_reraises_producer_errors() -> None:
 def test_heap_trimmer_trims_only_past_the_slack(monkeypatch) -> None:
     from medimg.inference import _runtime
 
-    idle = iter([100, 150, 200, 260, 90, 300, 370, 330])
+    idle = iter([100, 80, 150, 200, 260, 90, 300, 370, 330])
     trims: list[int] = []
     monkeypatch.setattr(_runtime, "idle_resident_bytes", lambda: next(idle))
     monkeypatch.setattr(_runtime, "release_freed_memory", lambda: trims.append(1))
-    trimmer = _runtime.HeapTrimmer(slack=100)
-    for _ in range(3):  # 100 sets the floor; 150 and 200 are within the slack
+    trimmer = _runtime.HeapTrimmer(slack=100, warmup=2)
+    for _ in range(4):  # 100 and 80 set the floor (their most); 150 and 200 are within
         trimmer.after_batch()
     assert (trimmer.floor, trimmer.trims) == (100, 0)
     trimmer.after_batch()  # 260 > 100 + 100: trim, which leaves 90 (the floor stays 100)
