@@ -4,8 +4,9 @@ PyTorch's ``instance_norm`` views an ``(N, C, ...)`` input as one sample of ``N 
 channels, which for a channels-last tensor is a contiguous copy, and hands back a contiguous
 output, so the next convolution converts it to channels-last again; its backward pays the same
 copies. In a profiled channels-last DynUNet training step on a 2-core CPU, copies were 11% of
-the time; this form removed three quarters of them (731 to 181 ms over 60 steps). :func:`instance_norm_channels_last` works on the tensor viewed as ``(N, positions, C)``
-(a view for channels-last memory) and returns channels-last memory; its backward is written
+the time; this form removed three quarters of them (731 to 181 ms over 60 steps).
+:func:`instance_norm_channels_last` works on the tensor viewed as ``(N, positions, C)`` (a
+view for channels-last memory) and returns channels-last memory; its backward is written
 out (:class:`_InstanceNormCL`) rather than traced through the forward's operations, whose
 saved intermediates made an autograd version slower than PyTorch's.
 
