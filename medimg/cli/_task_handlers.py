@@ -37,8 +37,10 @@ def run_train(args: argparse.Namespace) -> int:
         logging.getLogger("medimg").setLevel(logging.WARNING)
     try:
         result = train(task, cfg, resume=args.resume, require_run=True)
-    finally:
-        shutdown()
+    except BaseException:
+        shutdown(synchronise=False)
+        raise
+    shutdown()
     if not ctx.is_main:
         return 0
     fit = result.fit

@@ -71,8 +71,7 @@ class _InstanceNormCL(torch.autograd.Function):
             torch.mul(xhat, weight, out=out_pos)
         if bias is not None:
             out_pos.add_(bias)
-        if ctx.needs_input_grad[0] or ctx.needs_input_grad[1]:
-            ctx.save_for_backward(xhat, rstd, weight)
+        ctx.save_for_backward(xhat, rstd, weight)  # only built when a gradient is needed
         return out
 
     @staticmethod

@@ -218,11 +218,20 @@ def rank_device(name: str = "auto", ctx: Distributed | None = None) -> torch.dev
     return device
 
 
-def shutdown() -> None:
-    """Leave the process group, if this process joined one."""
+def shutdown(*, synchronise: bool = True) -> None:
+    """Leave the process group, if this process joined one.
+
+    With ``synchronise`` (a rank leaving normally), every rank first waits at a barrier, so
+    none tears its group down while another still has a collective in flight with it: a rank
+    that did (the non-main ranks return as soon as training ends) aborted in gloo's teardown
+    ("terminate called without an active exception", exit -6) in about one of eight two-rank
+    test runs. A rank leaving on an error does not wait (its peers may never arrive).
+    """
     import torch.distributed as dist
 
     if dist.is_available() and dist.is_initialized():
+        if synchronise:
+            dist.barrier()
         dist.destroy_process_group()
 
 

@@ -51,7 +51,7 @@ _SCRIPT = textwrap.dedent(
     from medimg.manifests import load_manifest, resolve_cases
     from medimg.tasks import TASKS
     from medimg.training import TrainConfig, fit, segmentation_loss
-    from medimg.training.distributed import current, init_from_environment, main_first
+    from medimg.training.distributed import current, init_from_environment, main_first, shutdown
     from medimg.transforms import preprocessing_for
 
     init_from_environment(os.environ, device="cpu")
@@ -109,6 +109,7 @@ _SCRIPT = textwrap.dedent(
         with torch.no_grad():
             metrics[task_name] = plan.validate(plan.model, torch.device("cpu"))
     (out / f"{tag}.json").write_text(json.dumps({"curves": curves, "metrics": metrics}))
+    shutdown()  # as `medimg train` does: leave the group together, not at interpreter exit
     """
 )
 

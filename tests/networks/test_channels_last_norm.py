@@ -157,3 +157,12 @@ def test_bfloat16_without_gradients_is_normalised_in_float32() -> None:
     assert out.is_contiguous(memory_format=torch.channels_last_3d)
     ref = F.instance_norm(x.double(), weight=w.double(), bias=b.double(), eps=1e-5)
     torch.testing.assert_close(out.double(), ref, atol=1e-5, rtol=0)  # float32 digits
+
+
+def test_a_gradient_for_the_bias_alone() -> None:
+    x = _input((2, 3, 4, 5, 3))
+    bias = torch.zeros(3, requires_grad=True)
+    out = instance_norm_channels_last(x, None, bias)
+    out.sum().backward()
+    assert bias.grad is not None
+    torch.testing.assert_close(bias.grad, torch.full((3,), 2.0 * 4 * 5 * 3))
