@@ -32,7 +32,7 @@ import torch
 import torch.nn.functional as F  # the usual name
 from torch import nn
 
-from medimg.networks._channels_last_norm import instance_norm_channels_last
+from medimg.networks._channels_last_norm import channels_last_batch, instance_norm_channels_last
 
 __all__ = ["Float32Layer", "InstanceNormChannelsLast", "SubPixelConvTranspose", "fast_layers"]
 
@@ -133,8 +133,7 @@ class InstanceNormChannelsLast(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Normalise each channel of each sample over its spatial positions."""
-        layout = torch.channels_last_3d if x.dim() == 5 else torch.channels_last
-        if x.dim() not in (4, 5) or not x.is_contiguous(memory_format=layout):
+        if not channels_last_batch(x):
             return self.original(x)  # type: ignore[no-any-return]  # nn.Module call
         return instance_norm_channels_last(x, self.original.weight, self.original.bias, self.eps)
 
@@ -143,8 +142,9 @@ class Float32Layer(nn.Module):
     """Run ``inner`` in float32 with autocast off, whatever the surrounding autocast dtype.
 
     Under bfloat16 autocast the next layer casts the float32 output back, so only ``inner``'s
-    arithmetic changes: instance statistics and the narrow sub-pixel convolution keep float32
-    digits (the planner measures whether that costs time on the machine).
+    arithmetic changes: the narrow sub-pixel convolution keeps float32 digits (the planner
+    measures whether that costs time on the machine). The fast instance norm computes in
+    float32 either way (:func:`instance_norm_channels_last`), so wrapping it changes nothing.
 
     Parameters
     ----------

@@ -28,11 +28,16 @@ from typing import Any
 import torch
 from torch import nn
 
-__all__ = ["channels_last_instance_norms", "instance_norm_channels_last"]
+__all__ = ["channels_last_batch", "channels_last_instance_norms", "instance_norm_channels_last"]
 
 
 def _layout(x: torch.Tensor) -> torch.memory_format:
     return torch.channels_last_3d if x.dim() == 5 else torch.channels_last
+
+
+def channels_last_batch(x: torch.Tensor) -> bool:
+    """Whether ``x`` is a batch ``(N, C, ...)`` of 2D or 3D images in channels-last memory."""
+    return x.dim() in (4, 5) and x.is_contiguous(memory_format=_layout(x))
 
 
 def _positions(x: torch.Tensor) -> torch.Tensor:
@@ -157,7 +162,7 @@ class _ChannelsLastForward(nn.Module):
 
     def forward(self, input: torch.Tensor) -> torch.Tensor:  # nn's argument name
         """Normalise channels-last ``input`` here, anything else as PyTorch does."""
-        if input.dim() != self.rank or not input.is_contiguous(memory_format=_layout(input)):
+        if input.dim() != self.rank or not channels_last_batch(input):
             return super().forward(input)  # type: ignore[no-any-return]  # nn's instance norm
         weight, bias = getattr(self, "weight", None), getattr(self, "bias", None)
         return instance_norm_channels_last(input, weight, bias, self.eps)
