@@ -119,6 +119,15 @@ class _MallInfo2(ctypes.Structure):
     ]  # fmt: skip
 
 
+@functools.cache
+def _mallinfo2() -> Any:
+    """The C library's ``mallinfo2`` (glibc 2.33+) returning :class:`_MallInfo2`, or None."""
+    info = _glibc_function("mallinfo2")
+    if info is not None:
+        info.restype = _MallInfo2
+    return info
+
+
 _PAGE = resource.getpagesize()
 
 
@@ -128,10 +137,9 @@ def idle_resident_bytes() -> int | None:
     The resident size (``/proc/self/statm``) minus the bytes glibc's ``mallinfo2`` counts as
     allocated (heap blocks in use and ``mmap``-ed blocks); None where either is unavailable.
     """
-    info = _glibc_function("mallinfo2")  # glibc 2.33+
+    info = _mallinfo2()
     if info is None:
         return None
-    info.restype = _MallInfo2
     try:
         pages = int(Path("/proc/self/statm").read_text().split()[1])
     except (OSError, IndexError, ValueError):
