@@ -82,7 +82,7 @@ def test_contiguous_input_and_gradient_are_read_through_a_copy() -> None:
     assert float(x.grad.abs().max()) < 1e-4  # d(sum of a normalised channel)/dx is zero
 
 
-def test_autocast_training_keeps_statistics_in_float32() -> None:
+def test_autocast_training_returns_the_input_dtype_channels_last() -> None:
     x = _input((2, 4, 8, 6, 5), offset=50.0)
     w = (torch.rand(4) + 0.5).requires_grad_()
     conv = nn.Conv3d(4, 4, 1).to(memory_format=torch.channels_last_3d)
