@@ -54,10 +54,11 @@ AGREEMENT = 0.999
 """Least fraction of calibration voxels whose bfloat16 argmax equals float32's for ``auto``."""
 
 _FLAGS = ("avx2", "avx512f", "avx512_bf16", "avx512_vnni", "amx_bf16", "amx_tile", "fma")
-_VERSION = 2
+_VERSION = 3
 """The cache file's format and the timings' validity: raised when the run settings' layers
-change speed (2: the fast instance norm normalises bfloat16 in float32), so a cache written
-by an earlier medimg is treated as empty, not trusted."""
+change speed (2: the fast instance norm normalises bfloat16 in float32; 3: one-channel
+pointwise convolutions are a matrix product), so a cache written by an earlier medimg is
+treated as empty, not trusted."""
 
 
 @dataclass(frozen=True, order=True)

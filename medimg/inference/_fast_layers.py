@@ -1,4 +1,4 @@
-"""Faster CPU forms of two layers that dominate MONAI's UNet on the CPU (private).
+"""Faster CPU forms of layers that dominate MONAI's UNet and DynUNet on the CPU (private).
 
 Profiled on a 2-core Xeon (AVX-512), MONAI's ``UNet`` (channels 16 to 256, 96**3 windows,
 batch 4, channels-last) spends about 37% of its forward pass in its last transposed
@@ -15,8 +15,11 @@ have exact equivalents that run on fast paths:
 * :class:`InstanceNormChannelsLast` computes the per-channel statistics over the spatial
   positions of a channels-last tensor viewed as ``(N, positions, C)``, and normalises in one
   fused multiply-add, keeping the layout
-  (:func:`medimg.networks._channels_last_norm.instance_norm_channels_last`, which training
+  (:func:`medimg.networks._channels_last.instance_norm_channels_last`, which training
   uses too).
+* :class:`SingleChannelPointwise` computes a kernel-1 convolution of one input channel (a
+  DynUNet's first residual projection), which oneDNN runs 10x slower, as a matrix product
+  (:func:`medimg.networks._channels_last.pointwise_conv_single_channel`, as in training).
 
 :func:`fast_layers` swaps them in for a run and puts the originals back afterwards. The
 results equal the originals' to float32 rounding (a test compares them on random weights).
@@ -32,9 +35,20 @@ import torch
 import torch.nn.functional as F  # the usual name
 from torch import nn
 
-from medimg.networks._channels_last_norm import channels_last_batch, instance_norm_channels_last
+from medimg.networks._channels_last import (
+    channels_last_batch,
+    instance_norm_channels_last,
+    pointwise_conv_single_channel,
+    single_channel_pointwise,
+)
 
-__all__ = ["Float32Layer", "InstanceNormChannelsLast", "SubPixelConvTranspose", "fast_layers"]
+__all__ = [
+    "Float32Layer",
+    "InstanceNormChannelsLast",
+    "SingleChannelPointwise",
+    "SubPixelConvTranspose",
+    "fast_layers",
+]
 
 # Kernel tap of the transposed convolution feeding (output phase, input offset), per axis.
 _TAP = {(0, 0): 1, (0, 1): None, (1, 0): 2, (1, 1): 0}
@@ -138,6 +152,27 @@ class InstanceNormChannelsLast(nn.Module):
         return instance_norm_channels_last(x, self.original.weight, self.original.bias, self.eps)
 
 
+class SingleChannelPointwise(nn.Module):
+    """A kernel-1 convolution of one input channel as a matrix product (channels-last out).
+
+    Parameters
+    ----------
+    conv : nn.Conv2d or nn.Conv3d
+        One input channel, kernel 1, no padding (:func:`single_channel_pointwise`).
+    """
+
+    def __init__(self, conv: nn.Conv2d | nn.Conv3d) -> None:
+        super().__init__()
+        self.original = conv
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """The convolution of a batch ``(N, 1, ...)``; anything else through the original."""
+        conv = self.original
+        if x.dim() != conv.weight.dim() or x.shape[1] != 1:
+            return conv(x)  # type: ignore[no-any-return]  # nn.Module call
+        return pointwise_conv_single_channel(x, conv.weight, conv.bias, conv.stride)
+
+
 class Float32Layer(nn.Module):
     """Run ``inner`` in float32 with autocast off, whatever the surrounding autocast dtype.
 
@@ -166,8 +201,10 @@ class Float32Layer(nn.Module):
 def fast_layers(model: nn.Module, *, float32: bool = False) -> Iterator[int]:
     """Swap the eligible layers of ``model`` for their fast forms; restore them on exit.
 
-    With ``float32``, each fast form runs in float32 inside a :class:`Float32Layer` (for runs
-    under bfloat16 autocast). Yields the number of layers swapped.
+    With ``float32``, each fast transposed convolution and norm runs in float32 inside a
+    :class:`Float32Layer` (for runs under bfloat16 autocast); a one-channel pointwise
+    convolution keeps autocast's precision, as the convolution it replaces. Yields the number
+    of layers swapped.
     """
     swaps: list[tuple[nn.Module, str, nn.Module]] = []
     for parent in list(model.modules()):
@@ -176,10 +213,13 @@ def fast_layers(model: nn.Module, *, float32: bool = False) -> Iterator[int]:
                 fast: nn.Module = SubPixelConvTranspose(child)  # type: ignore[arg-type]  # checked
             elif _eligible_norm(child):
                 fast = InstanceNormChannelsLast(child)  # type: ignore[arg-type]  # checked
+            elif single_channel_pointwise(child):
+                fast = SingleChannelPointwise(child)  # type: ignore[arg-type]  # checked
             else:
                 continue
             fast.to(next(iter(child.parameters()), torch.empty(0)).device)
-            fast = Float32Layer(fast) if float32 else fast
+            keep = float32 and not isinstance(fast, SingleChannelPointwise)
+            fast = Float32Layer(fast) if keep else fast
             swaps.append((parent, name, child))
             setattr(parent, name, fast)
     try:

@@ -55,9 +55,10 @@ class InferenceConfig:
     fast_layers : bool
         On the CPU in float32, swap layers that PyTorch runs slowly for exact equivalents
         during the run: transposed convolutions with kernel 3, stride 2 and few output
-        channels (MONAI's UNet up-sampling) become a convolution plus pixel shuffle, and
-        instance norms keep the channels-last layout. The model is restored afterwards;
-        results equal to float32 rounding.
+        channels (MONAI's UNet up-sampling) become a convolution plus pixel shuffle,
+        instance norms keep the channels-last layout, and kernel-1 convolutions of one input
+        channel (a DynUNet's first residual projection) become a matrix product. The model is
+        restored afterwards; results equal to float32 rounding.
     prefetch : bool
         Read and assemble the next windows in a background thread while the network runs.
     progress : bool

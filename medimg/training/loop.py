@@ -369,14 +369,15 @@ def _fit(
 
 
 def _layers_for(trainer: _Trainer) -> AbstractContextManager[object]:
-    """In channels-last training, instance norms that keep the layout (classes put back after).
+    """In channels-last training, layers that keep the layout fast (classes put back after).
 
     PyTorch's instance norm copies a channels-last input to contiguous memory and returns
-    contiguous memory, which the next convolution copies back, forward and backward; see
-    :mod:`medimg.networks._channels_last_norm`. Parameters and checkpoints are unchanged.
+    contiguous memory, which the next convolution copies back, forward and backward, and
+    oneDNN's kernel-1 convolution of one input channel is 10x slower than the matrix product;
+    see :mod:`medimg.networks._channels_last`. Parameters and checkpoints are unchanged.
     """
     if trainer.layout is None:
         return nullcontext()
-    from medimg.networks._channels_last_norm import channels_last_instance_norms
+    from medimg.networks._channels_last import channels_last_layers
 
-    return channels_last_instance_norms(trainer.model)
+    return channels_last_layers(trainer.model)

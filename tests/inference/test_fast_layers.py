@@ -1,4 +1,5 @@
-"""The fast CPU forms of transposed convolutions and instance norms equal the originals."""
+"""The fast CPU forms of transposed convolutions, instance norms and one-channel pointwise
+convolutions equal the originals."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ from torch import nn
 
 from medimg.inference._fast_layers import (
     InstanceNormChannelsLast,
+    SingleChannelPointwise,
     SubPixelConvTranspose,
     fast_layers,
 )
@@ -74,3 +76,21 @@ def test_fast_layers_swap_and_restore_a_monai_unet() -> None:
     torch.testing.assert_close(got, expected, rtol=1e-4, atol=1e-5)
     assert dict(net.named_modules()).keys() == before.keys()
     assert all(a is b for a, b in zip(net.modules(), before.values(), strict=True))
+
+
+def test_fast_layers_take_a_dynunets_one_channel_residual_projection() -> None:
+    from monai.networks.nets import DynUNet
+
+    torch.manual_seed(0)
+    net = DynUNet(3, 1, 3, [3, 3, 3], [1, 2, 2], [2, 2], filters=[8, 16, 32], res_block=True)
+    net = net.eval()
+    net = net.to(memory_format=torch.channels_last_3d)
+    x = torch.randn((2, 1, 16, 12, 8)).contiguous(memory_format=torch.channels_last_3d)
+    projection = net.input_block.conv3.conv  # Conv3d(1, 8, kernel 1)
+    with torch.no_grad():
+        expected = net(x)
+        with fast_layers(net, float32=True):
+            got = net(x)
+            assert isinstance(net.input_block.conv3.conv, SingleChannelPointwise)
+    assert net.input_block.conv3.conv is projection
+    torch.testing.assert_close(got, expected, rtol=1e-4, atol=1e-5)
