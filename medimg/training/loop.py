@@ -81,6 +81,13 @@ class _State:
 
 
 def _optimizer(model: torch.nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
+    """SGD or AdamW, in their multi-tensor (``foreach``) form on every device.
+
+    PyTorch picks the per-parameter loop on the CPU; the multi-tensor form gives bit-identical
+    parameters there (checked on a DynUNet) in fewer, larger operations: 2.05 against 2.56 ms
+    per AdamW step for a 4-level, 8-feature DynUNet on 2 cores. (``fused`` AdamW took 0.62 ms
+    but rounds differently, which would change every run's numbers.)
+    """
     import torch
 
     params = [p for p in model.parameters() if p.requires_grad]
@@ -91,8 +98,11 @@ def _optimizer(model: torch.nn.Module, cfg: TrainConfig) -> torch.optim.Optimize
             momentum=cfg.momentum,
             nesterov=cfg.momentum > 0,
             weight_decay=cfg.weight_decay,
+            foreach=True,
         )
-    return torch.optim.AdamW(params, lr=cfg.learning_rate, weight_decay=cfg.weight_decay)
+    return torch.optim.AdamW(
+        params, lr=cfg.learning_rate, weight_decay=cfg.weight_decay, foreach=True
+    )
 
 
 def _scheduler(optimizer: torch.optim.Optimizer, cfg: TrainConfig) -> Any:
