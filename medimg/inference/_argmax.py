@@ -7,6 +7,11 @@ over contiguous planes take 0.04 s (the way back onto the stored grid pays it on
 stored-grid slab of every case, the stitcher once per finished cell). The result is the
 same: the first class with the highest score wins ties, and a NaN score counts as the highest,
 as in ``torch.argmax``.
+
+Scores whose class axis is the innermost in memory (the stitcher's cells, laid out like
+channels-last network output) are the opposite case: ``argmax`` reduces contiguous groups
+of ``K`` there, and took 0.97 ms for a 4-class 48**3 cell against 1.42 ms class by class
+(strided planes), so they go to ``torch.argmax``.
 """
 
 from __future__ import annotations
@@ -32,7 +37,8 @@ def class_argmax(scores: torch.Tensor, dtype: torch.dtype = torch.uint8) -> torc
     >>> class_argmax(s).tolist()  # the tie in the middle goes to the first class
     [1, 0, 2]
     """
-    if scores.shape[0] <= 1 or bool(torch.isnan(scores).any()):
+    classes_innermost = scores.dim() > 1 and scores.stride(0) == 1
+    if scores.shape[0] <= 1 or classes_innermost or bool(torch.isnan(scores).any()):
         return scores.argmax(dim=0).to(dtype)
     labels = torch.zeros(scores.shape[1:], dtype=dtype, device=scores.device)
     best = scores[0].clone()

@@ -36,3 +36,17 @@ def test_one_class_and_wider_dtype() -> None:
     labels = class_argmax(scores, torch.int32)
     assert labels.dtype == torch.int32
     assert labels.tolist() == [[0, 0], [0, 299]]
+
+
+def test_classes_innermost_in_memory_keep_the_ties_and_nan_rule() -> None:
+    """The stitcher's cells: (X, Y, Z, K) memory seen as (K, X, Y, Z), as torch.argmax takes."""
+    gen = torch.Generator().manual_seed(4)
+    store = torch.randint(0, 3, (6, 5, 4, 4), generator=gen).float()  # many exact ties
+    store[0, 0, 1] = torch.tensor([2.0, 2.0, 1.0, 2.0])  # a tie: the first class
+    scores = store.permute(3, 0, 1, 2)
+    labels = class_argmax(scores)
+    assert labels.dtype == torch.uint8
+    assert labels[0, 0, 1] == 0
+    assert torch.equal(labels, class_argmax(scores.contiguous()))  # the class-by-class form
+    store[0, 0, 0] = torch.tensor([1.0, float("nan"), 2.0, float("nan")])  # the first NaN wins
+    assert class_argmax(scores)[0, 0, 0] == 1
